@@ -1,0 +1,1 @@
+"""Assist laws and the torque safety layer (ROS-free)."""

@@ -1,0 +1,1 @@
+"""Recordings, data-set loaders, EMG sources and rosbag2 sessions."""

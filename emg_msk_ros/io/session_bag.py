@@ -1,0 +1,253 @@
+"""Sessions on disk: a :class:`Recording` as a rosbag2 (MCAP) bag, written and read with rosbags.
+
+A session bag holds the topics a live pipeline would see, with bag timestamps equal to the
+time each message's data became available:
+
+- ``/emg/raw`` (emg_msk_ros/EmgArray): raw EMG in chunks, sequence-indexed;
+- ``/joint_states`` (sensor_msgs/JointState): the joint's angle (rad), velocity (rad/s) and
+  net muscle moment (N·m, in ``effort``) when known — measured or simulated truth;
+- ``/msk/muscle_states`` (emg_msk_ros/MuscleState): true muscle states (simulation only);
+- ``/session/metadata`` (std_msgs/String): one YAML document (schema, channels, joint,
+  muscles, and the generator's or importer's metadata).
+
+Writing is deterministic: the same recording gives a byte-identical bag.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import yaml
+from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+
+from emg_msk_ros import __version__
+from emg_msk_ros.io.recording import Recording
+from emg_msk_ros.io.typestore import ns_to_stamp, stamp_to_ns, typestore
+
+SCHEMA = "emg_msk_ros/session/1"
+TOPIC_EMG = "/emg/raw"
+TOPIC_JOINT = "/joint_states"
+TOPIC_MUSCLES = "/msk/muscle_states"
+TOPIC_METADATA = "/session/metadata"
+TYPES = {
+    TOPIC_EMG: "emg_msk_ros/msg/EmgArray",
+    TOPIC_JOINT: "sensor_msgs/msg/JointState",
+    TOPIC_MUSCLES: "emg_msk_ros/msg/MuscleState",
+    TOPIC_METADATA: "std_msgs/msg/String",
+}
+_NEVER = QosTime(sec=0x7FFFFFFF, nsec=0xFFFFFFFF)
+
+
+def qos(sensor_data: bool) -> Qos:
+    """The QoS profile a topic is offered with: sensor data (best effort) or reliable."""
+    return Qos(
+        history=QosHistory.KEEP_LAST,
+        depth=5 if sensor_data else 10,
+        reliability=QosReliability.BEST_EFFORT if sensor_data else QosReliability.RELIABLE,
+        durability=QosDurability.VOLATILE,
+        deadline=_NEVER,
+        lifespan=_NEVER,
+        liveliness=QosLiveliness.AUTOMATIC,
+        liveliness_lease_duration=_NEVER,
+        avoid_ros_namespace_conventions=False,
+    )
+
+
+class SessionError(ValueError):
+    """A session bag that cannot be read as a session; the message names the topic or field."""
+
+
+def _header(ns: int, frame_id: str = ""):
+    header_cls = typestore().types["std_msgs/msg/Header"]
+    return header_cls(stamp=ns_to_stamp(ns), frame_id=frame_id)
+
+
+def _ns(seconds: float) -> int:
+    return int(round(seconds * 1e9))
+
+
+def _metadata_document(recording: Recording) -> str:
+    document = {
+        "schema": SCHEMA,
+        "writer": f"emg_msk_ros {__version__}",
+        "sample_rate": float(recording.sample_rate),
+        "channel_names": list(recording.channel_names),
+        "joint_name": recording.joint_name,
+        "muscle_names": list(recording.muscle_names),
+        "start_time": float(recording.start_time),
+        "metadata": recording.metadata,
+    }
+    return yaml.safe_dump(document, sort_keys=True)
+
+
+def write_recording(path: str | Path, recording: Recording, chunk_size: int = 20) -> Path:
+    """Write ``recording`` to a new bag folder ``path`` (MCAP); return the path.
+
+    EMG goes out in chunks of ``chunk_size`` samples, each stamped with its first sample's time
+    and written at the time its last sample was acquired.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    path = Path(path)
+    if path.exists():
+        raise FileExistsError(f"{path} exists; choose a new output folder")
+    store = typestore()
+    types = store.types
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        conns = {
+            topic: writer.add_connection(topic, msgtype, typestore=store,
+                                         offered_qos_profiles=[qos(topic == TOPIC_EMG)])
+            for topic, msgtype in TYPES.items()
+            if topic in (TOPIC_EMG, TOPIC_METADATA)
+            or (topic == TOPIC_JOINT and recording.angle is not None)
+            or (topic == TOPIC_MUSCLES and recording.force is not None)
+        }
+        start_ns = _ns(recording.start_time)
+        writer.write(conns[TOPIC_METADATA], start_ns, store.serialize_cdr(
+            types["std_msgs/msg/String"](data=_metadata_document(recording)),
+            TYPES[TOPIC_METADATA]))
+
+        emg_cls = types[TYPES[TOPIC_EMG]]
+        n, n_channels = recording.emg.shape
+        emg32 = recording.emg.astype(np.float32)
+        for first in range(0, n, chunk_size):
+            block = emg32[first:first + chunk_size]
+            msg = emg_cls(
+                header=_header(start_ns + _ns(first / recording.sample_rate)),
+                sample_rate=float(recording.sample_rate),
+                channel_names=list(recording.channel_names),
+                num_samples=block.shape[0],
+                first_sample_index=first,
+                unit=emg_cls.UNIT_VOLT,
+                data=np.ascontiguousarray(block).reshape(-1),
+            )
+            available = start_ns + _ns((first + block.shape[0] - 1) / recording.sample_rate)
+            writer.write(conns[TOPIC_EMG], available, store.serialize_cdr(msg, TYPES[TOPIC_EMG]))
+
+        if TOPIC_JOINT in conns:
+            _write_kinematics(writer, conns, recording)
+    return path
+
+
+def _write_kinematics(writer: Writer, conns: dict, recording: Recording) -> None:
+    store = typestore()
+    joint_cls = store.types[TYPES[TOPIC_JOINT]]
+    muscle_cls = store.types[TYPES[TOPIC_MUSCLES]]
+    net = recording.net_moment
+    empty = np.zeros(0)
+    for k, t in enumerate(recording.kin_time):
+        ns = _ns(t)
+        joint = joint_cls(
+            header=_header(ns),
+            name=[recording.joint_name or "joint"],
+            position=np.array([recording.angle[k]]),
+            velocity=empty if recording.velocity is None else np.array([recording.velocity[k]]),
+            effort=empty if net is None else np.array([net[k]]),
+        )
+        writer.write(conns[TOPIC_JOINT], ns, store.serialize_cdr(joint, TYPES[TOPIC_JOINT]))
+        if TOPIC_MUSCLES in conns:
+            muscles = muscle_cls(
+                header=_header(ns),
+                names=list(recording.muscle_names),
+                joint_names=[recording.joint_name or "joint"],
+                activation=(np.zeros(len(recording.muscle_names)) if recording.activation is None
+                            else np.asarray(recording.activation[k], dtype=np.float64)),
+                force=np.asarray(recording.force[k], dtype=np.float64),
+                moment=(empty if recording.moment is None
+                        else np.asarray(recording.moment[k], dtype=np.float64)),
+            )
+            writer.write(conns[TOPIC_MUSCLES], ns,
+                         store.serialize_cdr(muscles, TYPES[TOPIC_MUSCLES]))
+
+
+def _check_types(reader: Reader, path: Path) -> dict[str, object]:
+    conns = {}
+    for conn in reader.connections:
+        expected = TYPES.get(conn.topic)
+        if expected is not None and conn.msgtype != expected:
+            raise SessionError(
+                f"{path}: topic {conn.topic} has type {conn.msgtype}, expected {expected}")
+        conns[conn.topic] = conn
+    for topic in (TOPIC_EMG, TOPIC_METADATA):
+        if topic not in conns:
+            raise SessionError(f"{path}: required topic {topic} is missing from the bag")
+    return conns
+
+
+def read_recording(path: str | Path) -> Recording:
+    """Read a session bag written by :func:`write_recording` (or recorded from a pipeline).
+
+    Raises :class:`SessionError` naming the topic when a required topic is missing, has the
+    wrong type, or when EMG chunks have gaps, overlaps or change channels/rate mid-stream.
+    """
+    path = Path(path)
+    if not (path / "metadata.yaml").is_file():
+        raise SessionError(f"{path} is not a rosbag2 folder (no metadata.yaml)")
+    store = typestore()
+    with Reader(path) as reader:
+        conns = _check_types(reader, path)
+        meta_msgs = list(reader.messages(connections=[conns[TOPIC_METADATA]]))
+        document = yaml.safe_load(store.deserialize_cdr(meta_msgs[0][2], TYPES[TOPIC_METADATA]).data)
+        if not isinstance(document, dict) or document.get("schema") != SCHEMA:
+            raise SessionError(f"{path}: {TOPIC_METADATA} is not a {SCHEMA} document")
+        emg = _read_emg(reader, conns[TOPIC_EMG], document, path)
+        kin = _read_kinematics(reader, conns, document)
+    return Recording(
+        emg=emg,
+        sample_rate=document["sample_rate"],
+        channel_names=list(document["channel_names"]),
+        start_time=document["start_time"],
+        joint_name=document.get("joint_name"),
+        muscle_names=list(document.get("muscle_names") or []),
+        metadata=document.get("metadata") or {},
+        **kin,
+    )
+
+
+def _read_emg(reader: Reader, conn, document: dict, path: Path) -> np.ndarray:
+    store = typestore()
+    channels = list(document["channel_names"])
+    blocks, expected_index = [], 0
+    for _, _, raw in reader.messages(connections=[conn]):
+        msg = store.deserialize_cdr(raw, TYPES[TOPIC_EMG])
+        if list(msg.channel_names) != channels or msg.sample_rate != document["sample_rate"]:
+            raise SessionError(
+                f"{path}: {TOPIC_EMG} chunk at sample {msg.first_sample_index} has channels "
+                f"{list(msg.channel_names)} at {msg.sample_rate} Hz, the session declares "
+                f"{channels} at {document['sample_rate']} Hz")
+        if msg.first_sample_index != expected_index:
+            raise SessionError(
+                f"{path}: {TOPIC_EMG} expected sample {expected_index} next, got "
+                f"{msg.first_sample_index} ({'gap' if msg.first_sample_index > expected_index else 'overlap'})")
+        blocks.append(np.asarray(msg.data, dtype=np.float64).reshape(msg.num_samples, len(channels)))
+        expected_index += msg.num_samples
+    if not blocks:
+        raise SessionError(f"{path}: topic {TOPIC_EMG} has no messages")
+    return np.concatenate(blocks)
+
+
+def _read_kinematics(reader: Reader, conns: dict, document: dict) -> dict:
+    store = typestore()
+    if TOPIC_JOINT not in conns:
+        return {}
+    times, angle, velocity = [], [], []
+    for _, _, raw in reader.messages(connections=[conns[TOPIC_JOINT]]):
+        msg = store.deserialize_cdr(raw, TYPES[TOPIC_JOINT])
+        times.append(stamp_to_ns(msg.header.stamp) * 1e-9)
+        angle.append(msg.position[0])
+        velocity.append(msg.velocity[0] if len(msg.velocity) else np.nan)
+    out = {"kin_time": np.array(times), "angle": np.array(angle)}
+    if not np.isnan(velocity).any():
+        out["velocity"] = np.array(velocity)
+    if TOPIC_MUSCLES in conns:
+        fields = {"activation": [], "force": [], "moment": []}
+        for _, _, raw in reader.messages(connections=[conns[TOPIC_MUSCLES]]):
+            msg = store.deserialize_cdr(raw, TYPES[TOPIC_MUSCLES])
+            for name, values in fields.items():
+                values.append(np.asarray(getattr(msg, name), dtype=np.float64))
+        for name, values in fields.items():
+            if values and all(v.size for v in values):
+                out[name] = np.stack(values)
+    return out

@@ -1,0 +1,1 @@
+"""The physics-informed CNN: datasets, model, loss, training, evaluation, export (torch)."""

@@ -1,0 +1,1 @@
+"""Thin rclpy nodes; one node per module, each with a ``main()``."""

@@ -1,0 +1,1 @@
+"""Musculoskeletal physics: Hill-type muscles, activation and joint dynamics (numpy/torch)."""

@@ -1,0 +1,1 @@
+"""Streaming and offline EMG conditioning (numpy/scipy, causal, stateful)."""
