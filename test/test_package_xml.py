@@ -27,6 +27,7 @@ PROVIDERS = {
     "diagnostic_msgs": "diagnostic_msgs",
     "std_srvs": "std_srvs",
     "builtin_interfaces": "builtin_interfaces",
+    "rcl_interfaces": "rcl_interfaces",
     "lifecycle_msgs": "lifecycle_msgs",
     "launch": "launch",
     "launch_ros": "launch_ros",
