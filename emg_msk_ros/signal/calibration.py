@@ -1,0 +1,126 @@
+"""Per-channel reference envelopes (MVC or another reference contraction), saved as YAML.
+
+The reference of a channel is a high percentile (default the 99th) of its conditioned,
+unnormalised envelope over a calibration recording: robust to a single spike, unlike the
+maximum. Excitation = envelope / reference, clipped to [0, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from emg_msk_ros.signal.conditioner import Conditioner
+from emg_msk_ros.signal.config import ConditioningSettings, ConfigError
+
+SCHEMA = "emg_msk_ros/calibration/1"
+# A reference below this is no signal (a flat channel's envelope is ~1e-19 V after filtering);
+# real surface EMG noise floors are around 1 µV.
+MIN_REFERENCE_V = 1e-9
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Reference envelope (V) per channel, and the conditioning it was measured with."""
+
+    references: dict[str, float]  # channel -> envelope (V) that maps to excitation 1
+    conditioning: dict[str, Any]  # ConditioningSettings.envelope_signature() at calibration
+    percentile: float = 99.0
+    source: str = ""  # the recording it came from
+    notes: tuple[str, ...] = field(default_factory=tuple)  # quality problems seen
+
+    def __post_init__(self) -> None:
+        for name, value in self.references.items():
+            if not (np.isfinite(value) and value > MIN_REFERENCE_V):
+                raise ConfigError(
+                    f"{self._label}: channel {name} has reference {value!r} V; it must be "
+                    f"> {MIN_REFERENCE_V:g} V (flat or missing signal?)"
+                )
+
+    @property
+    def _label(self) -> str:
+        return f"calibration from {self.source}" if self.source else "calibration"
+
+    def reference_for(self, channel_names: Sequence[str]) -> np.ndarray:
+        """References (V) in the order of ``channel_names``; every channel must be calibrated."""
+        missing = [name for name in channel_names if name not in self.references]
+        if missing:
+            raise ConfigError(
+                f"{self._label} has no reference for channel(s) {', '.join(missing)}; "
+                f"it covers {', '.join(self.references)}"
+            )
+        return np.array([self.references[name] for name in channel_names], dtype=np.float64)
+
+    def check_settings(self, settings: ConditioningSettings) -> None:
+        """Refuse settings whose filters would change the envelope's scale."""
+        current = settings.envelope_signature()
+        if current != self.conditioning:
+            changed = sorted(key for key in current if current[key] != self.conditioning.get(key))
+            raise ConfigError(
+                f"{self._label} was measured with different conditioning "
+                f"({', '.join(changed)}: {self.conditioning.get(changed[0])} then, "
+                f"{current[changed[0]]} now); recompute it with the current settings"
+            )
+
+    def to_mapping(self) -> dict[str, Any]:
+        """The YAML document (plain types)."""
+        return {
+            "schema": SCHEMA,
+            "source": self.source,
+            "percentile": float(self.percentile),
+            "references_v": {name: float(v) for name, v in self.references.items()},
+            "conditioning": self.conditioning,
+            "notes": list(self.notes),
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write the calibration as YAML; return the path."""
+        path = Path(path)
+        path.write_text(yaml.safe_dump(self.to_mapping(), sort_keys=False), encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Calibration:
+        """Read a calibration written by :meth:`save`; errors name the file and field."""
+        path = Path(path)
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            raise ConfigError(f"{path}: not a calibration file (expected schema: {SCHEMA})")
+        for key in ("references_v", "conditioning"):
+            if not isinstance(data.get(key), dict) or not data[key]:
+                raise ConfigError(f"{path}: field {key} must be a non-empty mapping")
+        try:
+            references = {str(k): float(v) for k, v in data["references_v"].items()}
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{path}: references_v must map channel names to volts") from exc
+        return cls(references=references, conditioning=data["conditioning"],
+                   percentile=float(data.get("percentile", 99.0)),
+                   source=str(data.get("source", "")), notes=tuple(data.get("notes") or ()))
+
+
+def compute_calibration(emg: np.ndarray, sample_rate: float, channel_names: Sequence[str],
+                        settings: ConditioningSettings, *, source: str = "") -> Calibration:
+    """Reference envelopes from a calibration recording (n, channels; V, at ``sample_rate`` Hz).
+
+    Each channel's reference is the ``settings.normalisation.percentile`` percentile of its
+    envelope (same causal chain as the conditioner, without normalisation).
+    """
+    conditioner = Conditioner(settings, sample_rate, list(channel_names), unnormalised=True)
+    out = conditioner.process(emg, 0)
+    percentile = settings.normalisation.percentile
+    values = np.percentile(out.excitation, percentile, axis=0)
+    invalid = [f"channel {name}: {count} invalid sample(s) replaced"
+               for name, count in out.report.invalid.items()]
+    notes = tuple(invalid + conditioner.quality.summary())
+    return Calibration(
+        references={name: float(v) for name, v in zip(channel_names, values)},
+        conditioning=settings.envelope_signature(),
+        percentile=percentile,
+        source=source,
+        notes=notes,
+    )
