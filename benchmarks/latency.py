@@ -1,0 +1,274 @@
+"""End-to-end latency and CPU of the node graph at 2 kHz × 8 channels in 10-sample chunks.
+
+``emg-msk bench latency [--json] [--duration S] [--channels 8] [--executor events]``
+
+The graph (emg_driver → emg_conditioner → msk_estimator → assist_controller) runs in this
+process exactly as ``emg-msk run`` builds it; a *separate process* subscribes to its outputs and
+notes when each message arrives (same machine, same system clock). The driver replays synthetic
+amplitude-modulated noise in real time, looping. Reported, over ``--duration`` s after a warm-up:
+
+- ``emg/raw hop``: driver → probe, from the moment a chunk is released (its last sample's
+  acquisition time): one DDS transition, the baseline measured in the same run;
+- ``estimate``: EMG stamp → ``msk/joint_states`` received. The estimate's stamp is the
+  acquisition time of the newest EMG sample it uses, which (100 Hz from 2 kHz) is the first
+  sample of a chunk: that chunk can only be released 9 samples (4.5 ms) later, so latency is
+  given both from the stamp and from the chunk's release;
+- ``command``: EMG stamp → the assist controller's output for that estimate received (its
+  ``assist/state``, published with each torque command at the 200 Hz control rate; a command
+  carries no stamp of its own);
+- CPU of the graph's process (user + system) in cores, and its resident memory.
+
+With ``--channels 8`` (default) the model is the default knee model's architecture widened to
+8 input channels (its preset's muscles duplicated, untrained weights: latency does not depend on
+weight values); ``--channels 0`` uses the default model as it is. ``--duration 600`` is the
+long-run memory check: RSS is sampled every second and its growth after the first minute is
+reported (MB/min, least squares).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+CHUNK = 10
+SAMPLE_RATE = 2000.0
+WARMUP_S = 3.0
+PROBE_TOPICS = ("/emg/raw", "/msk/joint_states", "/assist/state")
+
+
+def widened_model(base: Path, channels: int, out: Path) -> Path:
+    """The base model folder widened to ``channels`` EMG channels (each preset muscle and its
+    channel repeated) with fresh random weights of the same architecture."""
+    import torch
+
+    from emg_msk_ros.learning.export import read_model_dir, save_model_dir
+    from emg_msk_ros.learning.model import PICNN
+    from emg_msk_ros.learning.settings import ModelSettings
+
+    found = read_model_dir(base)
+    meta = copy.deepcopy(found.meta)
+    factor, rest = divmod(channels, len(meta["channel_names"]))
+    if rest or not 1 <= factor <= 9:
+        raise ValueError(f"{channels} channels is not a multiple (1-9x) of the "
+                         f"{len(meta['channel_names'])} channels of {base}")
+    document = meta["preset"]["document"]
+    muscles = [dict(m, name=f"{m['name']}_{k + 1}", channel=f"{m['channel']}{k + 1}")
+               for k in range(factor) for m in document["muscles"]]
+    document["muscles"] = muscles
+    references = meta["calibration"]["references_v"]
+    meta["calibration"]["references_v"] = {
+        m["channel"]: references[m["channel"][:-1]] for m in muscles}
+    meta["channel_names"] = [m["channel"] for m in muscles]
+    meta["muscles"] = [m["name"] for m in muscles]
+    for table in (meta["normalisation"], meta["physics"]["learned"]):  # per muscle or channel
+        table.update({k: list(v) * factor for k, v in table.items() if isinstance(v, list)})
+    arch = meta["architecture"]
+    settings = ModelSettings(hidden=arch["hidden"], kernel=arch["kernel"], levels=arch["levels"],
+                             horizon=meta["horizon"])
+    torch.manual_seed(0)
+    network = PICNN(len(muscles), len(muscles), settings)
+    meta.pop("weights", None)
+    return save_model_dir(out, network, meta)
+
+
+def synthetic_session(path: Path, channels: list[str], seconds: float) -> Path:
+    """A session bag of amplitude-modulated noise on ``channels`` at 2 kHz."""
+    from emg_msk_ros.io.recording import Recording
+    from emg_msk_ros.io.session_bag import write_recording
+    from emg_msk_ros.signal.synthetic import modulated_noise
+
+    emg, _ = modulated_noise(seconds, SAMPLE_RATE, len(channels), seed=3)
+    return write_recording(path, Recording(emg=emg, sample_rate=SAMPLE_RATE,
+                                           channel_names=channels), chunk_size=CHUNK)
+
+
+def rss_mb() -> float:
+    """Resident set size of this process, MB."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def percentiles(values_ms: np.ndarray) -> dict[str, float]:
+    """n, p50, p99, max (ms)."""
+    if values_ms.size == 0:
+        return {"n": 0, "p50": float("nan"), "p99": float("nan"), "max": float("nan")}
+    p50, p99 = np.percentile(values_ms, [50, 99])
+    return {"n": int(values_ms.size), "p50": float(p50), "p99": float(p99),
+            "max": float(values_ms.max())}
+
+
+def probe(out: str) -> int:
+    """The separate subscriber: note (stamp, arrival) of each message until stdin closes."""
+    import threading
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import JointState
+
+    from emg_msk_ros.msg import AssistState, EmgArray
+
+    rclpy.init()
+    node = rclpy.create_node("latency_probe")
+    log = {topic: [] for topic in PROBE_TOPICS}
+
+    def note(topic):
+        def callback(msg):
+            log[topic].append((msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec,
+                               time.time_ns()))
+        return callback
+
+    node.create_subscription(EmgArray, "/emg/raw", note("/emg/raw"), qos_profile_sensor_data)
+    node.create_subscription(JointState, "/msk/joint_states", note("/msk/joint_states"), 100)
+    node.create_subscription(AssistState, "/assist/state", note("/assist/state"), 100)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    stop = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+    print("ready", flush=True)
+    while not stop.is_set():
+        executor.spin_once(timeout_sec=0.1)
+    np.savez(out, **{topic.strip("/").replace("/", "_"): np.array(rows, dtype=np.int64)
+                     .reshape(-1, 2) for topic, rows in log.items()})
+    node.destroy_node()
+    rclpy.shutdown()
+    return 0
+
+
+def measure(args: argparse.Namespace, work: Path) -> dict:
+    """Run the graph with the probe attached; return the numbers."""
+    from emg_msk_ros.learning.inference import load_model
+    from emg_msk_ros.nodes.common import resolve_model
+    from emg_msk_ros.runner import Graph, load_config
+
+    base = resolve_model(args.model)
+    model = widened_model(base, args.channels, work / "model") if args.channels else base
+    estimator = load_model(model)
+    session = synthetic_session(work / "session", estimator.channel_names, 20.0)
+    config = load_config()
+    config["emg_driver"].update(source="bag", bag_path=str(session), chunk_size=CHUNK,
+                                rate=1.0, loop=True)
+    for name in ("emg_conditioner", "msk_estimator"):
+        config[name]["model"] = str(model)
+    samples = work / "probe.npz"
+    child = subprocess.Popen([sys.executable, __file__, "--probe", str(samples)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        if child.stdout.readline().strip() != "ready":
+            raise RuntimeError("the probe process did not start")
+        with Graph(config, executor=args.executor) as graph:
+            joint_pub = graph.nodes["msk_estimator"].joint_publisher
+            graph.start()
+            while joint_pub.get_subscription_count() < 2:  # the controller and the probe
+                graph.spin_for(0.05)
+            graph.spin_for(WARMUP_S)
+            window = [time.time_ns()]
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            wall, rss = time.monotonic(), [(0.0, rss_mb())]
+            while (elapsed := time.monotonic() - wall) < args.duration:
+                graph.spin_for(min(1.0, args.duration - elapsed))
+                rss.append((time.monotonic() - wall, rss_mb()))
+            wall = time.monotonic() - wall
+            end = resource.getrusage(resource.RUSAGE_SELF)
+            window.append(time.time_ns())
+            counts = graph.counts()
+    finally:
+        child.stdin.close()
+        child.wait(timeout=60)
+    cpu = (end.ru_utime - usage.ru_utime + end.ru_stime - usage.ru_stime) / wall
+    return summarise(np.load(samples), window, cpu, np.array(rss), counts, estimator, args)
+
+
+def summarise(samples, window, cpu: float, rss: np.ndarray, counts: dict, estimator,
+              args: argparse.Namespace) -> dict:
+    """Latency percentiles in the measurement window, CPU, memory, message counts."""
+    release_ns = (CHUNK - 1) * 1e9 / SAMPLE_RATE
+
+    def rows(key):
+        data = samples[key]
+        return data[(data[:, 0] >= window[0]) & (data[:, 0] <= window[1])]
+
+    raw = rows("emg_raw")
+    joint = rows("msk_joint_states")
+    state = rows("assist_state")
+    # the controller's output for an estimate: the first assist/state carrying its stamp
+    stamps, first = np.unique(state[:, 0], return_index=True)
+    command = np.column_stack([stamps, state[first, 1]])
+    command = command[np.isin(command[:, 0], joint[:, 0])]
+    late = rss[rss[:, 0] >= min(60.0, rss[-1, 0] / 2)]
+    slope = float(np.polyfit(late[:, 0] / 60.0, late[:, 1], 1)[0]) if len(late) > 2 else 0.0
+    return {
+        "channels": len(estimator.channel_names), "sample_rate_hz": SAMPLE_RATE,
+        "chunk": CHUNK, "model_rate_hz": estimator.model_rate, "executor": args.executor,
+        "duration_s": args.duration,
+        "latency_ms": {
+            "emg/raw hop (from release)": percentiles((raw[:, 1] - raw[:, 0] - release_ns) / 1e6),
+            "estimate (from EMG stamp)": percentiles((joint[:, 1] - joint[:, 0]) / 1e6),
+            "estimate (from chunk release)": percentiles(
+                (joint[:, 1] - joint[:, 0] - release_ns) / 1e6),
+            "command (from EMG stamp)": percentiles((command[:, 1] - command[:, 0]) / 1e6),
+        },
+        "estimates_expected": int((window[1] - window[0]) * 1e-9 * estimator.model_rate),
+        "cpu_cores": cpu,
+        "rss_mb": {"start": float(rss[0, 1]), "end": float(rss[-1, 1]),
+                   "max": float(rss[:, 1].max()), "growth_mb_per_min": slope},
+        "dropped": {name: c["dropped"] for name, c in counts.items() if c["dropped"]},
+    }
+
+
+def print_table(result: dict) -> None:
+    print(f"end-to-end latency: {result['channels']} channels x {result['sample_rate_hz']:g} Hz, "
+          f"{result['chunk']}-sample chunks, model {result['model_rate_hz']:g} Hz, "
+          f"{result['executor']} executor, {result['duration_s']:g} s")
+    print(f"{'path':34s} {'n':>7s} {'p50 ms':>8s} {'p99 ms':>8s} {'max ms':>8s}")
+    for name, row in result["latency_ms"].items():
+        print(f"{name:34s} {row['n']:7d} {row['p50']:8.2f} {row['p99']:8.2f} {row['max']:8.2f}")
+    print(f"estimates expected in the window: {result['estimates_expected']}; dropped samples "
+          f"or messages in the graph: {result['dropped'] or 'none'}")
+    mem = result["rss_mb"]
+    print(f"graph process CPU: {result['cpu_cores']:.2f} cores; RSS {mem['start']:.0f} -> "
+          f"{mem['end']:.0f} MB (max {mem['max']:.0f}), growth {mem['growth_mb_per_min']:+.2f} "
+          "MB/min")
+
+
+def main(argv: list[str]) -> int:
+    """``emg-msk bench latency``."""
+    parser = argparse.ArgumentParser(prog="emg-msk bench latency", description=__doc__)
+    parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    parser.add_argument("--duration", type=float, default=30.0,
+                        help="measured seconds after a 3 s warm-up (600: memory check)")
+    parser.add_argument("--channels", type=int, default=8, choices=(0, 4, 8, 12, 16),
+                        help="EMG channels (the default model widened); 0: the model as is")
+    parser.add_argument("--model", default="knee", help="base model (default: knee)")
+    parser.add_argument("--executor", choices=("events", "single", "multi"), default="events")
+    parser.add_argument("--probe", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.probe:
+        return probe(args.probe)
+    from emg_msk_ros.demo import keep_dds_local
+
+    for note in keep_dds_local():
+        print(f"emg-msk bench latency: {note}", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as work:
+        result = measure(args, Path(work))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_table(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

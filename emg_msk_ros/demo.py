@@ -1,0 +1,291 @@
+"""``emg-msk demo``: simulate a session, replay it through the node graph, report against truth.
+
+    emg-msk demo [--out out/demo] [--duration 20] [--seed 7] [--model knee] [--rate 1.0]
+
+1. simulates a session of the model's preset (ground truth included) into ``OUT/session``;
+2. replays it through the whole graph (driver → conditioner → estimator → assist controller) in
+   one process, at ``rate`` times real time, recording every topic into ``OUT/record``;
+3. prints a short report — angle RMSE (deg), force NRMSE per muscle, messages in/out, drops,
+   latency percentiles from each estimate's stamp to its arrival at the recorder — and writes
+   ``OUT/report.json`` and PNG plots (``angle.png``, ``forces.png``, ``latency.png``).
+
+DDS stays on this machine: when ``ROS_AUTOMATIC_DISCOVERY_RANGE`` is unset the demo sets it to
+LOCALHOST (and picks a ``ROS_DOMAIN_ID`` when that is unset), and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from emg_msk_ros.io.bag_replay import read_topics
+
+# What a previous demo run left in OUT, removed before a new run (nothing else is touched).
+OUTPUTS = ("session", "record", "report.json", "angle.png", "forces.png", "latency.png")
+
+
+def keep_dds_local() -> list[str]:
+    """Set ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and a ROS_DOMAIN_ID when unset; return notes."""
+    notes = []
+    if not os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE"):
+        os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+        notes.append("ROS_AUTOMATIC_DISCOVERY_RANGE was unset: set to LOCALHOST (DDS stays on "
+                     "this machine)")
+    if not os.environ.get("ROS_DOMAIN_ID"):
+        os.environ["ROS_DOMAIN_ID"] = str(1 + os.getpid() % 100)
+        notes.append(f"ROS_DOMAIN_ID was unset: using {os.environ['ROS_DOMAIN_ID']}")
+    return notes
+
+
+def recorded_estimates(path: str | Path) -> dict[str, np.ndarray]:
+    """The estimator's output in a recorded bag, as arrays in arrival order.
+
+    Keys: ``stamp_ns`` (the estimate's stamp: acquisition time of its newest EMG sample),
+    ``received_ns`` (log time: arrival at the recorder), ``angle`` (rad), ``velocity`` (rad/s),
+    ``net_moment`` (N·m), and per muscle (n, M) ``activation``, ``force`` (N), ``moment`` (N·m).
+    """
+    topics = read_topics(path, ["/msk/joint_states", "/msk/muscle_states"])
+    joints, muscles = topics["/msk/joint_states"], topics["/msk/muscle_states"]
+    if len(joints) != len(muscles):
+        raise ValueError(f"{path}: {len(joints)} joint estimates but {len(muscles)} muscle "
+                         "estimates recorded")
+
+    def stamps(items):
+        return np.array([m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec
+                         for _, m in items], dtype=np.int64)
+
+    if not np.array_equal(stamps(joints), stamps(muscles)):
+        raise ValueError(f"{path}: joint and muscle estimates carry different stamps")
+    count = len(muscles[0][1].names) if muscles else 0
+
+    def rows(field):
+        values = np.array([getattr(m, field) for _, m in muscles], dtype=np.float64)
+        return values.reshape(-1, count)
+
+    return {
+        "stamp_ns": stamps(joints),
+        "received_ns": np.array([t for t, _ in joints], dtype=np.int64),
+        "angle": np.array([m.position[0] for _, m in joints], dtype=np.float64),
+        "velocity": np.array([m.velocity[0] for _, m in joints], dtype=np.float64),
+        "net_moment": np.array([m.effort[0] for _, m in joints], dtype=np.float64),
+        "activation": rows("activation"), "force": rows("force"), "moment": rows("moment"),
+    }
+
+
+def latency_ms(stamp_ns: np.ndarray, received_ns: np.ndarray) -> dict[str, float]:
+    """p50/p90/p99/max of received − stamp, in ms."""
+    latency = (received_ns - stamp_ns) * 1e-6
+    if latency.size == 0:
+        return {}
+    p50, p90, p99 = np.percentile(latency, [50, 90, 99])
+    return {"p50": float(p50), "p90": float(p90), "p99": float(p99), "max": float(latency.max())}
+
+
+def compare_with_truth(recording, estimates: dict[str, np.ndarray], start_ns: int,
+                       muscle_names: list[str]) -> dict:
+    """Angle RMSE (deg) and per-muscle force NRMSE of ``estimates`` against the session truth.
+
+    An estimate stamped ``s`` belongs to session time ``start_time + (s − start_ns)`` (the
+    driver maps the session's first sample to ``start_ns``).
+    """
+    from emg_msk_ros.learning.metrics import regression
+
+    t = recording.start_time + (estimates["stamp_ns"] - start_ns) * 1e-9
+    angle = regression(estimates["angle"], np.interp(t, recording.kin_time, recording.angle))
+    out = {"angle_rmse_deg": float(np.degrees(angle["rmse"])), "angle_r2": angle["r2"],
+           "force_nrmse": {}}
+    if recording.force is not None:
+        for i, name in enumerate(muscle_names):
+            j = recording.muscle_names.index(name)
+            truth = np.interp(t, recording.kin_time, recording.force[:, j])
+            out["force_nrmse"][name] = regression(estimates["force"][:, i], truth)["nrmse"]
+    return out
+
+
+def plot(out: Path, recording, estimates: dict[str, np.ndarray], start_ns: int,
+         muscle_names: list[str], latency: np.ndarray | None) -> list[Path]:
+    """Write angle.png, forces.png and (with latencies) latency.png; return their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = recording.start_time + (estimates["stamp_ns"] - start_ns) * 1e-9
+    files = []
+    fig, ax = plt.subplots(figsize=(10, 3.5))
+    ax.plot(recording.kin_time, np.degrees(recording.angle), "k", lw=1.2, label="truth")
+    ax.plot(t, np.degrees(estimates["angle"]), "C1", lw=1.0, label="estimate (live graph)")
+    ax.set(xlabel="time (s)", ylabel="joint angle (deg, flexion +)", title="Joint angle")
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    files.append(out / "angle.png")
+    fig.savefig(files[-1], dpi=110)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(len(muscle_names), 1, figsize=(10, 1.8 * len(muscle_names) + 0.6),
+                             sharex=True, squeeze=False)
+    for i, (name, ax) in enumerate(zip(muscle_names, axes[:, 0])):
+        if recording.force is not None and name in recording.muscle_names:
+            ax.plot(recording.kin_time, recording.force[:, recording.muscle_names.index(name)],
+                    "k", lw=1.0, label="truth")
+        ax.plot(t, estimates["force"][:, i], "C0", lw=0.9, label="estimate")
+        ax.set_ylabel(f"{name}\n(N)", fontsize=8)
+    axes[0, 0].legend(loc="upper right", fontsize=8)
+    axes[-1, 0].set_xlabel("time (s)")
+    fig.suptitle("Muscle forces")
+    fig.tight_layout()
+    files.append(out / "forces.png")
+    fig.savefig(files[-1], dpi=110)
+    plt.close(fig)
+
+    if latency is not None and latency.size:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.hist(latency, bins=60, color="C2")
+        ax.set(xlabel="latency: EMG stamp to estimate received (ms)", ylabel="estimates",
+               title="End-to-end latency")
+        fig.tight_layout()
+        files.append(out / "latency.png")
+        fig.savefig(files[-1], dpi=110)
+        plt.close(fig)
+    return files
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``emg-msk demo``."""
+    parser.description = __doc__.splitlines()[0].replace("``", "")
+    parser.add_argument("--out", type=Path, default=Path("out/demo"),
+                        help="output folder (default out/demo; a previous demo's files there "
+                             "are replaced)")
+    parser.add_argument("--duration", type=float, default=20.0, help="session length, s")
+    parser.add_argument("--seed", type=int, default=7, help="simulation seed")
+    parser.add_argument("--model", default="knee",
+                        help="model folder, or a name under the package's models/ (default knee)")
+    parser.add_argument("--rate", type=float, default=1.0,
+                        help="replay speed factor (latency is measured only at 1.0)")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="graph parameters file (default: the package's pipeline.yaml)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def _simulate(estimator, duration: float, seed: int):
+    from emg_msk_ros.physics.simulate import simulate_session
+    from emg_msk_ros.physics.synth_emg import EmgSynthSettings
+
+    return simulate_session(estimator.preset, duration, seed,
+                            emg=EmgSynthSettings(sample_rate=estimator.sample_rate))
+
+
+def _replay(config: dict, record: Path, duration: float, rate: float):
+    from emg_msk_ros.runner import Graph
+
+    shown = [0]
+
+    def progress(elapsed: float) -> None:
+        done = int(min(elapsed * rate, duration))
+        if done >= shown[0] + 5:
+            shown[0] = done
+            print(f"      {done:3d} / {duration:g} s of session replayed", flush=True)
+
+    with Graph(config, record=record) as graph:
+        graph.start()
+        reason = graph.run(progress=progress)
+        return reason, graph.counts(), graph.driver.stream_start_ns
+
+
+def run(args: argparse.Namespace) -> int:
+    """Simulate, replay, record, report; exit code 0 when every step worked."""
+    for note in keep_dds_local():
+        print(f"emg-msk demo: {note}")
+    from emg_msk_ros.io.session_bag import write_recording
+    from emg_msk_ros.learning.inference import ModelError, load_model
+    from emg_msk_ros.nodes.common import resolve_model
+    from emg_msk_ros.runner import GraphError, load_config
+
+    out = args.out
+    try:
+        estimator = load_model(resolve_model(args.model))
+        config = load_config(args.config)
+    except (ModelError, GraphError) as exc:
+        hint = "" if resolve_model(args.model).is_dir() else (
+            "; --model takes a model folder (emg-msk train --out DIR) or the name of one "
+            "under the package's models/")
+        print(f"emg-msk demo: {exc}{hint}", file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
+    for name in OUTPUTS:
+        target = out / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+
+    print(f"[1/3] simulating {args.duration:g} s of the {estimator.preset.name} preset "
+          f"(seed {args.seed}) ...", flush=True)
+    started = time.monotonic()
+    recording = _simulate(estimator, args.duration, args.seed)
+    session = write_recording(out / "session", recording, chunk_size=10)
+    print(f"      {session} ({time.monotonic() - started:.1f} s)")
+
+    print(f"[2/3] replaying it through the node graph at {args.rate:g}x, recording to "
+          f"{out / 'record'} ...", flush=True)
+    model_path = str(estimator.path)
+    config.setdefault("emg_driver", {}).update(source="bag", bag_path=str(session),
+                                               rate=float(args.rate), loop=False,
+                                               start_offset=0.0)
+    for name in ("emg_conditioner", "msk_estimator"):
+        config.setdefault(name, {})["model"] = model_path
+    try:
+        reason, counts, start_ns = _replay(config, out / "record", args.duration, args.rate)
+    except GraphError as exc:
+        print(f"emg-msk demo: {exc}", file=sys.stderr)
+        return 2
+
+    print("[3/3] comparing the live estimate with the simulation's truth ...", flush=True)
+    estimates = recorded_estimates(out / "record")
+    accuracy = compare_with_truth(recording, estimates, start_ns, estimator.muscle_names)
+    latency = (estimates["received_ns"] - estimates["stamp_ns"]) * 1e-6 if args.rate == 1.0 \
+        else None
+    report = {
+        "session_s": args.duration, "rate": args.rate, "model": model_path, "stopped": reason,
+        "estimates": int(estimates["angle"].size), **accuracy,
+        "messages": {name: {"in": sum(c["received"].values()), "out": sum(c["published"].values())}
+                     for name, c in counts.items()},
+        "dropped": sum(c["dropped"] for c in counts.values()),
+        "repeated": sum(c["repeated"] for c in counts.values()),
+        "latency_ms": latency_ms(estimates["stamp_ns"], estimates["received_ns"])
+        if latency is not None else None,
+    }
+    report["plots"] = [str(p) for p in plot(out, recording, estimates, start_ns,
+                                            estimator.muscle_names, latency)]
+    (out / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_report(report)
+    return 0 if reason == "drained" else 1
+
+
+def print_report(report: dict) -> None:
+    """The report as a few aligned lines."""
+    print(f"\nemg-msk demo: {report['session_s']:g} s session through the live graph "
+          f"({report['estimates']} estimates; run ended: {report['stopped']})")
+    print(f"  angle RMSE        {report['angle_rmse_deg']:6.2f} deg   (R² {report['angle_r2']:.3f})")
+    for name, value in report["force_nrmse"].items():
+        print(f"  force NRMSE       {100 * value:6.1f} %     {name}")
+    for name, count in report["messages"].items():
+        print(f"  messages          in {count['in']:6d}  out {count['out']:6d}   {name}")
+    print(f"  dropped/repeated  {report['dropped']} / {report['repeated']} samples or messages")
+    if report["latency_ms"]:
+        lat = report["latency_ms"]
+        print(f"  latency (ms)      p50 {lat['p50']:.2f}  p90 {lat['p90']:.2f}  "
+              f"p99 {lat['p99']:.2f}  max {lat['max']:.2f}   (EMG stamp -> estimate received)")
+    else:
+        print("  latency           not measured (replay rate is not 1.0)")
+    print(f"  plots             {', '.join(report['plots'])}")

@@ -1,0 +1,291 @@
+"""``msk_estimator``: ``emg/envelope`` → joint and muscle estimates with a trained model.
+
+Keeps the last ``window`` excitation samples and, for every new one once the window is full,
+runs the model (:mod:`emg_msk_ros.learning.inference`) and publishes, stamped with that envelope
+sample's stamp (the acquisition time of the newest EMG sample it derives from):
+
+- ``msk/joint_states`` (sensor_msgs/JointState): position = angle (rad), velocity (rad/s),
+  effort = net muscle moment (N·m);
+- ``msk/muscle_states`` (MuscleState): activation, force (N), moment (N·m);
+- ``msk/markers`` (MarkerArray, for rviz): the limb segments at the estimated angle and each
+  muscle as a line whose colour (blue → red) and width follow its force relative to F0; every
+  ``markers_every``-th estimate, and only while something subscribes (building the array costs
+  about as much as the inference).
+
+An envelope whose channels or rate differ from the model's is refused (ERROR on
+``/diagnostics``). A gap of up to ``max_bridge_steps`` samples is bridged by holding the last
+sample; a longer one empties the window (no estimates until it refills).
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import time
+
+import numpy as np
+import torch
+from geometry_msgs.msg import Point
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import ColorRGBA
+from visualization_msgs.msg import Marker, MarkerArray
+
+from emg_msk_ros.learning.inference import Estimator, ModelError, load_model
+from emg_msk_ros.msg import EmgArray, MuscleState
+from emg_msk_ros.nodes.common import (
+    TOPIC_ENVELOPE,
+    TOPIC_JOINT,
+    TOPIC_MARKERS,
+    TOPIC_MUSCLES,
+    Health,
+    chunk_values,
+    declare,
+    declare_common,
+    resolve_model,
+    sensor_qos,
+    stamp_ns,
+    to_stamp,
+)
+
+# Schematic limb for the markers (m): proximal segment up from the joint, distal one hanging.
+SEGMENT_LENGTH = 0.4
+MUSCLE_OFFSET = 0.05  # how far a muscle line runs from the bone, per 1 cm of moment arm / 1 cm
+WIDTH_MIN, WIDTH_MAX = 0.004, 0.03  # line width at zero and at full (F0) force, m
+
+
+class SlidingWindow:
+    """The last ``length`` samples of a (n, channels) stream, oldest first, without copies."""
+
+    def __init__(self, length: int, channels: int) -> None:
+        self.length = length
+        self._buffer = np.zeros((2 * length, channels), dtype=np.float32)
+        self._end = 0
+        self.filled = 0
+
+    def push(self, sample: np.ndarray) -> None:
+        """Append one sample (channels,)."""
+        if self._end == self._buffer.shape[0]:
+            keep = self.length - 1
+            self._buffer[:keep] = self._buffer[self._end - keep:self._end]
+            self._end = keep
+        self._buffer[self._end] = sample
+        self._end += 1
+        self.filled = min(self.filled + 1, self.length)
+
+    @property
+    def full(self) -> bool:
+        """True once ``length`` samples have been pushed since the last clear."""
+        return self.filled == self.length
+
+    def view(self) -> np.ndarray:
+        """The window (length, channels), oldest first; valid until the next push."""
+        return self._buffer[self._end - self.length:self._end]
+
+    def last(self) -> np.ndarray:
+        """The newest sample."""
+        return self._buffer[self._end - 1]
+
+    def clear(self) -> None:
+        """Forget every sample."""
+        self._end = 0
+        self.filled = 0
+
+
+def _colour(marker: Marker, ratio: float) -> None:
+    """Blue at no force, red at F0 (ratio = F / F0, clipped to 0..1)."""
+    r = min(max(ratio, 0.0), 1.0)
+    marker.color.r, marker.color.g, marker.color.b = r, 0.2 * (1.0 - r), 1.0 - r
+    marker.color.a = 1.0
+
+
+class LimbMarkers:
+    """Markers of a schematic limb for rviz, updated in place for each estimate.
+
+    The proximal segment points up from the joint, the distal one hangs down and rotates
+    backwards with flexion (positive angle). Each muscle is a line from the proximal segment to
+    the distal one, drawn behind the bone when its moment arm is positive (a flexor), further
+    out for a longer moment arm; its colour (blue → red) and width follow F / F0.
+    """
+
+    def __init__(self, names: list[str], frame_id: str) -> None:
+        self.names = list(names)
+        bones = Marker(ns="segments", id=0, type=Marker.LINE_LIST, action=Marker.ADD,
+                       points=[Point(z=SEGMENT_LENGTH), Point(), Point(), Point()])
+        bones.scale.x = 0.03
+        bones.color = ColorRGBA(r=0.8, g=0.8, b=0.8, a=1.0)
+        self._muscles = [Marker(ns="muscles", id=i, type=Marker.LINE_STRIP, action=Marker.ADD,
+                                points=[Point(), Point()], text=name)
+                         for i, name in enumerate(self.names)]
+        self._label = Marker(ns="angle", id=0, type=Marker.TEXT_VIEW_FACING, action=Marker.ADD)
+        self._label.pose.position.z = SEGMENT_LENGTH + 0.08
+        self._label.scale.z = 0.05
+        self._label.color = ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0)
+        self._distal = bones.points[3]
+        self.array = MarkerArray(markers=[bones, *self._muscles, self._label])
+        for marker in self.array.markers:
+            marker.header.frame_id = frame_id
+            marker.pose.orientation.w = 1.0
+
+    def update(self, angle: float, arms: np.ndarray, force_ratio: np.ndarray, stamp) -> MarkerArray:
+        """Pose the limb at ``angle`` (rad) with moment arms ``arms`` (m) and F/F0 per muscle."""
+        s, c = math.sin(angle), math.cos(angle)
+        self._distal.x, self._distal.z = -SEGMENT_LENGTH * s, -SEGMENT_LENGTH * c
+        count = len(self.names)
+        for i, marker in enumerate(self._muscles):
+            side = -1.0 if arms[i] > 0 else 1.0
+            offset = side * (0.02 + MUSCLE_OFFSET * min(abs(float(arms[i])) / 0.01, 1.0))
+            reach = SEGMENT_LENGTH * (0.15 + 0.05 * i / max(count - 1, 1))
+            origin, insertion = marker.points
+            origin.x, origin.z = offset, SEGMENT_LENGTH * (0.9 - 0.1 * i / count)
+            insertion.x, insertion.z = -reach * s + offset * c, -reach * c - offset * s
+            ratio = min(max(float(force_ratio[i]), 0.0), 1.0)
+            marker.scale.x = WIDTH_MIN + (WIDTH_MAX - WIDTH_MIN) * ratio
+            _colour(marker, ratio)
+        self._label.text = f"{math.degrees(angle):.1f} deg"
+        for marker in self.array.markers:
+            marker.header.stamp = stamp
+        return self.array
+
+
+class MskEstimator(Node):
+    """Sliding-window inference at the model rate."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("msk_estimator", **kwargs)
+        model = declare(self, "model", "knee", "model folder (or name under the package's "
+                        "models/)")
+        self.max_bridge_steps = declare(self, "max_bridge_steps", 5, "envelope gap (samples) "
+                                        "bridged by holding the last sample; longer gaps empty "
+                                        "the window", low=0, high=1000)
+        frame_id = declare(self, "frame_id", "emg_msk", "frame of msk/markers")
+        self.markers_every = declare(self, "markers_every", 1, "publish msk/markers for every "
+                                     "n-th estimate (1: at the model rate)", low=1, high=1000)
+        threads = declare(self, "torch_threads", 1, "torch CPU threads for inference (one is "
+                          "fastest for this model size; the setting is per process)", low=1,
+                          high=64)
+        depth, period, stale = declare_common(self)
+        torch.set_num_threads(threads)
+        self.estimator: Estimator = load_model(resolve_model(model))
+        self.health = Health(self, "musculoskeletal estimate", period=period,
+                             stale_after=stale, extra=self._diagnostic_values)
+        est = self.estimator
+        self.window = SlidingWindow(est.window, len(est.channel_names))
+        self.max_force = np.asarray(est.muscles.max_isometric_force, dtype=np.float64)
+        self.markers = LimbMarkers(est.muscle_names, frame_id)
+        self.next_index: int | None = None
+        self.estimates = 0
+        self._inference_ms: collections.deque[float] = collections.deque(maxlen=1000)
+        self.joint_publisher = self.create_publisher(JointState, TOPIC_JOINT, 10)
+        self.muscle_publisher = self.create_publisher(MuscleState, TOPIC_MUSCLES, 10)
+        self.marker_publisher = self.create_publisher(MarkerArray, TOPIC_MARKERS, 10)
+        self.subscription = self.create_subscription(EmgArray, TOPIC_ENVELOPE, self.on_envelope,
+                                                     sensor_qos(depth))
+        self.get_logger().info(
+            f"model {est.path}: channels {est.channel_names} at {est.model_rate:g} Hz, window "
+            f"{est.window} samples, muscles {est.muscle_names}")
+
+    def _diagnostic_values(self) -> dict:
+        values = {"model": str(self.estimator.path), "estimates": self.estimates}
+        if self._inference_ms:
+            times = np.asarray(self._inference_ms)
+            values["inference p50 (ms)"] = f"{np.percentile(times, 50):.3f}"
+            values["inference p99 (ms)"] = f"{np.percentile(times, 99):.3f}"
+        return values
+
+    def _accept(self, msg: EmgArray) -> bool:
+        est = self.estimator
+        if msg.unit != EmgArray.UNIT_EXCITATION:
+            self.health.fail(f"refusing emg/envelope: unit {msg.unit} is not UNIT_EXCITATION")
+            return False
+        try:
+            est.check_channels(msg.channel_names)
+        except ModelError as exc:
+            self.health.fail(f"refusing emg/envelope: {exc}")
+            return False
+        if abs(msg.sample_rate - est.model_rate) > 1e-6 * est.model_rate:
+            self.health.fail(f"refusing emg/envelope at {msg.sample_rate:g} Hz: model "
+                             f"{est.path} runs at {est.model_rate:g} Hz")
+            return False
+        if self.health.error is not None:
+            self.get_logger().info("emg/envelope matches the model again; estimating")
+        self.health.error = None
+        return True
+
+    def _align(self, first: int, count: int) -> int:
+        """Handle a jump in the envelope index; return how many leading samples to skip."""
+        expected, self.next_index = self.next_index, first + count
+        if expected is None or first == expected:
+            return 0
+        jump = first - expected
+        if -self.max_bridge_steps <= jump < 0:
+            self.health.repeated += min(-jump, count)
+            self.next_index = max(expected, first + count)
+            return min(-jump, count)
+        if 0 < jump <= self.max_bridge_steps and self.window.filled:
+            self.health.dropped += jump
+            held = self.window.last().copy()
+            for _ in range(jump):
+                self.window.push(held)
+            self.health.note(f"{jump} envelope sample(s) missing; bridged")
+            return 0
+        if jump > 0:
+            self.health.dropped += jump
+            self.health.note(f"{jump} envelope sample(s) missing; window restarted")
+        else:
+            self.health.note(f"envelope stream restarted at sample {first}; window restarted")
+        self.window.clear()
+        return 0
+
+    def on_envelope(self, msg: EmgArray) -> None:
+        """Push each new excitation sample; once the window is full, estimate for each."""
+        self.health.input(TOPIC_ENVELOPE)
+        if not self._accept(msg):
+            return
+        data = chunk_values(msg, len(self.estimator.channel_names), self.health)
+        if data is None:
+            return
+        skip = self._align(msg.first_sample_index, msg.num_samples)
+        stamp0 = stamp_ns(msg.header.stamp)
+        period_ns = 1e9 / msg.sample_rate
+        for i in range(skip, msg.num_samples):
+            self.window.push(data[i])
+            if self.window.full:
+                self._estimate(stamp0 + round(i * period_ns), msg.header.frame_id)
+
+    def _estimate(self, stamp: int, frame_id: str) -> None:
+        est = self.estimator
+        start = time.perf_counter()
+        estimate = est.predict(self.window.view())
+        self._inference_ms.append((time.perf_counter() - start) * 1e3)
+        self.estimates += 1
+        header_stamp = to_stamp(stamp)
+        joint = JointState(name=[est.joint_name], position=[estimate.angle],
+                           velocity=[estimate.velocity], effort=[estimate.net_moment])
+        joint.header.stamp = header_stamp
+        joint.header.frame_id = frame_id
+        self.joint_publisher.publish(joint)
+        muscles = MuscleState(names=est.muscle_names, joint_names=[est.joint_name],
+                              activation=estimate.activation.tolist(),
+                              force=estimate.force.tolist(), moment=estimate.moment.tolist())
+        muscles.header = joint.header
+        self.muscle_publisher.publish(muscles)
+        self.health.output(TOPIC_JOINT)
+        self.health.output(TOPIC_MUSCLES)
+        if self.estimates % self.markers_every == 0 and \
+                self.marker_publisher.get_subscription_count():
+            arms = est.preset.moment_arms(np.float64(estimate.angle))
+            self.marker_publisher.publish(self.markers.update(
+                estimate.angle, arms, estimate.force / self.max_force, header_stamp))
+            self.health.output(TOPIC_MARKERS)
+
+
+def main(argv=None) -> int:
+    """Run the estimator until Ctrl-C."""
+    from emg_msk_ros.nodes.common import node_main
+
+    return node_main(MskEstimator, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

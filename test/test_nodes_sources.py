@@ -1,0 +1,220 @@
+"""EMG sources of the driver (ROS-free): chunking, indices, stamps, real-time release, LSL."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import types
+
+import numpy as np
+import pytest
+
+from emg_msk_ros.io import sources
+from emg_msk_ros.io.recording import Recording
+
+FS = 1000.0
+
+
+def recording(n: int = 95, channels: int = 3) -> Recording:
+    emg = np.arange(n * channels, dtype=np.float64).reshape(n, channels) * 1e-6
+    return Recording(emg=emg, sample_rate=FS, channel_names=[f"C{i}" for i in range(channels)])
+
+
+class FakeClock:
+    """A clock (ns) that advances only when the source waits on the stop event."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000_000
+        self.waits: list[float] = []
+
+    def __call__(self) -> int:
+        return self.now
+
+
+class FakeStop(threading.Event):
+    """An Event whose wait() advances the fake clock instead of sleeping."""
+
+    def __init__(self, clock: FakeClock, stop_after: int | None = None) -> None:
+        super().__init__()
+        self.clock = clock
+        self.stop_after = stop_after
+
+    def wait(self, timeout=None):
+        self.clock.waits.append(timeout)
+        self.clock.now += round(timeout * 1e9)
+        if self.stop_after is not None and len(self.clock.waits) >= self.stop_after:
+            self.set()
+        return self.is_set()
+
+
+def stream_all(source, clock, stop=None):
+    start = clock.now
+    released = []
+    for chunk in source.stream(start, stop or FakeStop(clock)):
+        released.append((clock.now, chunk))
+    return start, released
+
+
+def test_chunks_cover_the_recording_with_consecutive_indices_and_stamps():
+    rec = recording()
+    clock = FakeClock()
+    source = sources.RecordingSource(rec, chunk_size=10, clock_ns=clock)
+    start, released = stream_all(source, clock)
+    chunks = [c for _, c in released]
+    assert [c.first_sample_index for c in chunks] == list(range(0, 95, 10))
+    assert [c.data.shape[0] for c in chunks] == [10] * 9 + [5]
+    np.testing.assert_array_equal(np.concatenate([c.data for c in chunks]), rec.emg)
+    # stamp = acquisition time of the first sample; released once the last sample is acquired
+    for now, chunk in released:
+        assert chunk.stamp_ns == start + chunk.first_sample_index * 1_000_000
+        last = chunk.first_sample_index + chunk.data.shape[0] - 1
+        assert now == start + last * 1_000_000
+
+
+def test_rate_scales_release_times_but_not_stamps():
+    clock = FakeClock()
+    source = sources.RecordingSource(recording(), chunk_size=10, rate=4.0, clock_ns=clock)
+    start, released = stream_all(source, clock)
+    now, chunk = released[3]
+    assert chunk.stamp_ns == start + 30 * 1_000_000
+    assert now == start + round(39 * 1_000_000 / 4.0)
+
+
+def test_start_offset_and_loop_continue_the_index_without_a_jump():
+    rec = recording(n=40)
+    clock = FakeClock()
+    stop = FakeStop(clock, stop_after=7)
+    source = sources.RecordingSource(rec, chunk_size=10, start_offset=0.02, loop=True,
+                                     clock_ns=clock)
+    _, released = stream_all(source, clock, stop)
+    chunks = [c for _, c in released]
+    assert [c.first_sample_index for c in chunks] == [0, 10, 20, 30, 40, 50]
+    # the pass covers samples 20..39 of the recording, then starts over at the offset
+    np.testing.assert_array_equal(chunks[0].data, rec.emg[20:30])
+    np.testing.assert_array_equal(chunks[2].data, rec.emg[20:30])
+    assert source.samples_per_pass == 20
+
+
+def test_stop_ends_the_stream_before_the_next_chunk():
+    clock = FakeClock()
+    stop = FakeStop(clock, stop_after=2)
+    source = sources.RecordingSource(recording(), chunk_size=10, clock_ns=clock)
+    _, released = stream_all(source, clock, stop)
+    assert len(released) == 1
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"chunk_size": 0}, "chunk_size"),
+    ({"rate": 0.0}, "rate"),
+    ({"start_offset": 1.0}, "start_offset"),
+])
+def test_bad_replay_settings_are_refused_by_name(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        sources.RecordingSource(recording(), **kwargs)
+
+
+def test_file_source_errors_name_the_problem(tmp_path):
+    with pytest.raises(sources.SourceError, match="format"):
+        sources.file_recording(tmp_path / "x.txt", "edf")
+    with pytest.raises(sources.SourceError, match="does not exist"):
+        sources.file_recording(tmp_path / "missing.txt", "uci")
+    table = tmp_path / "emg.csv"
+    table.write_text("t,a\n0,1\n")
+    with pytest.raises(sources.SourceError, match="column map"):
+        sources.file_recording(table, "csv")
+
+
+def test_lsl_without_pylsl_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pylsl", None)  # import pylsl raises ImportError
+    with pytest.raises(sources.SourceError, match="pip install pylsl"):
+        sources.LslSource("amp").open()
+
+
+class _Xml:
+    """The part of pylsl's XMLElement the source reads: channels/channel/label."""
+
+    def __init__(self, labels=(), index=0, name="root"):
+        self.labels, self.index, self.name = list(labels), index, name
+
+    def child(self, name):
+        return _Xml(self.labels, 0, name)
+
+    def empty(self):
+        return self.name == "channel" and self.index >= len(self.labels)
+
+    def child_value(self, name):
+        return self.labels[self.index]
+
+    def next_sibling(self):
+        return _Xml(self.labels, self.index + 1, self.name)
+
+
+def fake_pylsl(streams, chunks, local_clock=100.0, correction=0.5):
+    """A stand-in for pylsl with the calls LslSource makes (resolve, inlet, clock)."""
+
+    class Info:
+        def __init__(self, name, rate, labels):
+            self._name, self._rate, self._labels = name, rate, labels
+
+        def name(self):
+            return self._name
+
+        def nominal_srate(self):
+            return self._rate
+
+        def channel_count(self):
+            return len(self._labels)
+
+        def desc(self):
+            return _Xml(self._labels)
+
+    infos = [Info(*s) for s in streams]
+
+    class Inlet:
+        def __init__(self, info, max_chunklen):
+            self._info, self._chunks = info, list(chunks)
+
+        def info(self, timeout):
+            return self._info
+
+        def time_correction(self, timeout):
+            return correction
+
+        def pull_chunk(self, timeout, max_samples):
+            return self._chunks.pop(0) if self._chunks else ([], [])
+
+        def close_stream(self):
+            pass
+
+    module = types.ModuleType("pylsl")
+    module.resolve_byprop = lambda prop, value, timeout: infos if value == "EMG" else []
+    module.StreamInlet = Inlet
+    module.local_clock = lambda: local_clock
+    return module
+
+
+def test_lsl_stream_not_found_lists_the_streams_seen(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pylsl", fake_pylsl([("other", 1000.0, ["A"])], []))
+    with pytest.raises(sources.SourceError, match=r"named 'amp'.*other"):
+        sources.LslSource("amp", timeout=0.1).open()
+
+
+def test_lsl_maps_timestamps_to_the_system_clock_and_counts_samples(monkeypatch):
+    chunks = [([[1.0, 2.0], [3.0, 4.0]], [50.0, 50.001]), ([[5.0, 6.0]], [50.002])]
+    monkeypatch.setitem(sys.modules, "pylsl", fake_pylsl([("amp", 1000.0, ["RF", "BF"])],
+                                                          chunks, local_clock=100.0,
+                                                          correction=0.5))
+    monkeypatch.setattr(sources.time, "time", lambda: 1000.0)
+    source = sources.LslSource("amp", scale=1e-6)
+    source.open()
+    assert source.channel_names == ["RF", "BF"] and source.sample_rate == 1000.0
+    stop = threading.Event()
+    stream = source.stream(0, stop)
+    first, second = next(stream), next(stream)
+    # system time = lsl stamp + time correction + (system clock - lsl local clock)
+    assert first.stamp_ns == round((50.0 + 0.5 + 900.0) * 1e9)
+    assert second.stamp_ns == round((50.002 + 0.5 + 900.0) * 1e9)
+    assert (first.first_sample_index, second.first_sample_index) == (0, 2)
+    np.testing.assert_allclose(first.data, [[1e-6, 2e-6], [3e-6, 4e-6]])
+    stop.set()
+    assert list(stream) == []
