@@ -13,7 +13,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	$(VENV)/bin/emg-msk smoke
+	$(VENV)/bin/emg-msk demo --out $(OUT)
 
 test: setup
 	$(VENV)/bin/pytest

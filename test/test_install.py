@@ -1,5 +1,6 @@
 """The package installed by scripts/setup.sh exposes generated messages and Python modules together."""
 
+import importlib
 import os
 import subprocess
 import sys
@@ -37,6 +38,7 @@ def test_node_executables_and_cli_are_installed():
         exe = prefix / "lib" / "emg_msk_ros" / node
         assert exe.is_file() and os.access(exe, os.X_OK), exe
         assert f"emg_msk_ros.nodes.{node}" in exe.read_text()
+        assert callable(importlib.import_module(f"emg_msk_ros.nodes.{node}").main)
     result = subprocess.run([str(VENV_BIN / "emg-msk"), "--version"], capture_output=True,
                             text=True, check=False)
     assert result.returncode == 0, result.stderr
