@@ -1,0 +1,295 @@
+"""PI-CNN against the data-only CNN and the EMG-driven physics model, on held-out simulated trials.
+
+    emg-msk bench learning [--json] [--preset knee|wrist] [--quick] [--work DIR]
+
+For each preset, sessions are simulated with the project's simulator (``simulate_session``,
+the code behind ``emg-msk simulate``; cached as bags in ``--work``): training sessions with
+movements up to 1.5 rad/s, held-out test sessions of the same kind (other seeds), and held-out
+sessions of fast movements (1.5-4 rad/s, faster than anything in training). Three regimes:
+
+- ``plenty``: trained on five 60 s sessions (300 s; the default models' data), tested on the
+  held-out trials;
+- ``little``: trained on one 30 s session, tested on the same trials;
+- ``faster``: the ``plenty`` models, tested on the fast trials.
+
+Three methods, trained and scored by the same code on the same windows: the PI-CNN
+(``emg-msk train`` defaults), the same network without physics terms (``--no-physics``), and
+the preset's EMG-driven model calibrated on the same training trial
+(:mod:`emg_msk_ros.physics.baseline`, on the first training session; forward integration from
+the true initial angle). All use the same causal excitations, calibrated per session by a
+simulated MVC trial; the networks also remove each session's resting level
+(:func:`emg_msk_ros.learning.dataset.model_input`), the physics model takes the MVC-normalised
+excitation as EMG-driven models do. Scores cover the
+same samples for every method (from the CNN's first full window on).
+
+Speed, on one CPU thread: one estimate (window -> angle, velocity, forces, moments,
+activations) with :meth:`Estimator.predict`, and one step of the EMG-driven model at the model
+rate; median and p99 over repeated calls after a warm-up. Training time is wall-clock on
+``training.optim.threads`` threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from emg_msk_ros.io.recording import Recording
+from emg_msk_ros.io.session_bag import read_recording, write_recording
+from emg_msk_ros.learning import dataset as ds
+from emg_msk_ros.learning.evaluate import jsonable
+from emg_msk_ros.learning.inference import Estimator, estimate_offline
+from emg_msk_ros.learning.metrics import score
+from emg_msk_ros.learning.settings import load_training_settings
+from emg_msk_ros.learning.train import train_on_recordings
+from emg_msk_ros.physics.baseline import EmgDrivenModel, calibrate
+from emg_msk_ros.physics.motions import MotionSettings
+from emg_msk_ros.physics.preset import Preset, load_preset
+from emg_msk_ros.physics.simulate import simulate_session
+from emg_msk_ros.signal.config import load_settings
+
+TRAIN_SPEED = 1.5  # rad/s, fastest movement in training and "plenty"/"little" test sessions
+# name -> (duration s, seed, motion); "quick" shortens everything for a smoke run.
+SESSIONS = {
+    "full": {"plenty": [(60.0, seed, "slow-mixed") for seed in range(11, 16)],
+             "little": [(30.0, 2, "slow-mixed")],
+             "test": [(60.0, 101, "slow-mixed"), (60.0, 102, "slow-mixed")],
+             "fast": [(60.0, 201, "fast"), (60.0, 202, "fast")]},
+    "quick": {"plenty": [(60.0, 11, "slow-mixed"), (60.0, 12, "slow-mixed")],
+              "little": [(30.0, 2, "slow-mixed")],
+              "test": [(30.0, 101, "slow-mixed")], "fast": [(30.0, 201, "fast")]},
+}
+TIMING_CALLS = {"full": 3000, "quick": 500}
+METHODS = ("PI-CNN", "CNN", "physics")
+
+
+def motion(kind: str) -> MotionSettings:
+    """Movements up to TRAIN_SPEED ("slow-mixed") or the simulator's fast regime."""
+    if kind == "fast":
+        return MotionSettings(regime="fast")
+    return MotionSettings(regime="mixed", max_speed=TRAIN_SPEED)
+
+
+def session(preset: Preset, work: Path, spec: tuple[float, int, str]) -> Recording:
+    """A simulated session, read from the bag cache or simulated and written there first."""
+    duration, seed, kind = spec
+    path = work / f"{preset.name}-{kind}-{duration:g}s-seed{seed}"
+    if not path.exists():
+        write_recording(path, simulate_session(preset, duration, seed, motion=motion(kind)))
+    return read_recording(path)
+
+
+def percentiles_ms(call, arguments, calls: int) -> tuple[float, float]:
+    """(median, p99) in ms of ``call(argument)`` over ``calls`` calls, after a warm-up."""
+    for argument in arguments[:50]:
+        call(argument)
+    times = np.empty(calls)
+    for i in range(calls):
+        argument = arguments[i % len(arguments)]
+        start = time.perf_counter()
+        call(argument)
+        times[i] = time.perf_counter() - start
+    return float(np.median(times) * 1e3), float(np.percentile(times, 99) * 1e3)
+
+
+class Fitted(NamedTuple):
+    """The three methods fitted on one training set."""
+
+    pi: Estimator
+    cnn: Estimator
+    physics: Preset  # the calibrated preset of the EMG-driven model
+    train_seconds: dict[str, float]
+
+
+def fit(recordings: list[Recording], preset: Preset, settings, conditioning) -> Fitted:
+    """Train both networks and calibrate the physics model on the training sessions."""
+    seconds = {}
+    nets = {}
+    names = [f"train seed {rec.metadata['seed']}" for rec in recordings]
+    for name, physics in (("PI-CNN", True), ("CNN", False)):
+        trained = train_on_recordings(recordings, names, preset, settings, conditioning,
+                                      physics=physics)
+        nets[name] = trained.estimator
+        seconds[name] = trained.result.seconds
+    # the EMG-driven model is calibrated on one training trial, as CEINMS-style tools are
+    # (sessions cannot be joined: inverse dynamics across the seam would be meaningless)
+    trial = ds.make_trial(recordings[0], preset, conditioning,
+                          ds.session_calibration(recordings[0], preset, conditioning, names[0]),
+                          names[0])
+    start = time.perf_counter()
+    calibrated = calibrate(preset, trial.excitation, trial.angle, trial.dt).preset
+    seconds["physics"] = time.perf_counter() - start
+    return Fitted(pi=nets["PI-CNN"], cnn=nets["CNN"], physics=calibrated,
+                  train_seconds=seconds)
+
+
+def physics_predictions(calibrated: Preset, trial: ds.Trial) -> dict[str, np.ndarray]:
+    """EMG-driven model over a trial, started at the true initial angle (at rest)."""
+    model = EmgDrivenModel(calibrated, trial.dt, theta0=float(trial.angle[0]),
+                           excitation0=trial.excitation[0])
+    result = model.run(trial.excitation)
+    return {"index": np.arange(len(trial)), "angle": result.angle, "force": result.force,
+            "net_moment": result.moment.sum(axis=1)}
+
+
+def restrict(predictions: dict[str, np.ndarray], first: int) -> dict[str, np.ndarray]:
+    """Predictions for trial samples ``first`` and later."""
+    keep = predictions["index"] >= first
+    return {key: value[keep] for key, value in predictions.items()}
+
+
+def score_methods(fitted: Fitted, trials: list[ds.Trial], preset: Preset) -> dict[str, dict]:
+    """Metrics of the three methods over the same samples of the test trials."""
+    first = fitted.pi.window - 1
+    pairs: dict[str, list] = {name: [] for name in METHODS}
+    for trial in trials:
+        for name, estimator in (("PI-CNN", fitted.pi), ("CNN", fitted.cnn)):
+            pairs[name].append((estimate_offline(estimator, trial.excitation, trial.baseline),
+                                trial))
+        pairs["physics"].append((restrict(physics_predictions(fitted.physics, trial), first),
+                                 trial))
+    return {name: score(pairs[name], preset) for name in METHODS}
+
+
+def timings(fitted: Fitted, trial: ds.Trial, calls: int) -> dict[str, tuple[float, float]]:
+    """(median, p99) ms per estimate of each method, one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        w = fitted.pi.window
+        windows = [np.ascontiguousarray(trial.excitation[j:j + w])
+                   for j in range(0, len(trial) - w, 7)]
+        out = {"PI-CNN": percentiles_ms(fitted.pi.predict, windows, calls),
+               "CNN": percentiles_ms(fitted.cnn.predict, windows, calls)}
+        model = EmgDrivenModel(fitted.physics, trial.dt, theta0=float(trial.angle[0]),
+                               excitation0=trial.excitation[0])
+        out["physics"] = percentiles_ms(model.step, list(trial.excitation), calls)
+    finally:
+        torch.set_num_threads(before)
+    return out
+
+
+def run_preset(name: str, work: Path, size: str, log) -> dict:
+    """All regimes and methods for one preset."""
+    preset = load_preset(name)
+    conditioning = load_settings()
+    settings = load_training_settings()
+    spec = SESSIONS[size]
+    log(f"{name}: simulating / loading sessions in {work}")
+    plenty = [session(preset, work, item) for item in spec["plenty"]]
+    little = [session(preset, work, item) for item in spec["little"]]
+    trials = {}
+    for group in ("test", "fast"):
+        trials[group] = []
+        for item in spec[group]:
+            rec = session(preset, work, item)
+            cal = ds.session_calibration(rec, preset, conditioning, f"seed {item[1]}")
+            trials[group].append(ds.make_trial(rec, preset, conditioning, cal,
+                                               f"{group} seed {item[1]}"))
+    log(f"{name}: training on {sum(r.duration for r in plenty):g} s (plenty)")
+    plenty_fit = fit(plenty, preset, settings, conditioning)
+    log(f"{name}: training on {sum(r.duration for r in little):g} s (little)")
+    little_fit = fit(little, preset, settings, conditioning)
+    log(f"{name}: scoring and timing")
+    regimes = {"plenty": score_methods(plenty_fit, trials["test"], preset),
+               "little": score_methods(little_fit, trials["test"], preset),
+               "faster": score_methods(plenty_fit, trials["fast"], preset)}
+    speed = timings(plenty_fit, trials["test"][0], TIMING_CALLS[size])
+    rows = []
+    for regime, by_method in regimes.items():
+        fitted = little_fit if regime == "little" else plenty_fit
+        for method, m in by_method.items():
+            rows.append({
+                "regime": regime, "method": method,
+                "angle_rmse_deg": m["angle"]["rmse_deg"], "angle_r2": m["angle"]["r2"],
+                "force_nrmse": m["force_nrmse_mean"], "moment_nrmse": m["moment"]["nrmse"],
+                "physics_residual_nm": m["physics_residual_rms"],
+                "infer_p50_ms": speed[method][0], "infer_p99_ms": speed[method][1],
+                "train_s": fitted.train_seconds[method],
+            })
+    truth_residual = regimes["plenty"]["PI-CNN"]["physics_residual_rms_truth"]
+    return {"preset": name, "rows": rows, "truth_residual_nm": truth_residual,
+            "sessions": {k: v for k, v in spec.items()}, "threads_training":
+            settings.optim.threads, "checks": checks(rows)}
+
+
+def _row(rows, regime, method):
+    return next(r for r in rows if r["regime"] == regime and r["method"] == method)
+
+
+def checks(rows: list[dict]) -> list[dict]:
+    """The issue's targets, each with the measured value and whether it is met."""
+    pi, cnn, phys = (_row(rows, "plenty", m) for m in METHODS)
+    out = [
+        ("PI-CNN angle RMSE <= 3 deg (plenty)", pi["angle_rmse_deg"], pi["angle_rmse_deg"] <= 3),
+        ("PI-CNN angle R2 >= 0.97 (plenty)", pi["angle_r2"], pi["angle_r2"] >= 0.97),
+        ("PI-CNN force NRMSE <= 10 % (plenty)", pi["force_nrmse"], pi["force_nrmse"] <= 0.10),
+        ("PI-CNN residual <= CNN residual / 5 (plenty)",
+         pi["physics_residual_nm"] / cnn["physics_residual_nm"],
+         pi["physics_residual_nm"] <= cnn["physics_residual_nm"] / 5),
+        ("PI-CNN inference p99 <= 1 ms", pi["infer_p99_ms"], pi["infer_p99_ms"] <= 1.0),
+        ("physics / PI-CNN time per estimate >= 20 (median)",
+         phys["infer_p50_ms"] / pi["infer_p50_ms"],
+         phys["infer_p50_ms"] >= 20 * pi["infer_p50_ms"]),
+        ("PI-CNN training <= 180 s (plenty)", pi["train_s"], pi["train_s"] <= 180),
+    ]
+    for regime in ("little", "faster"):
+        a, b = _row(rows, regime, "PI-CNN"), _row(rows, regime, "CNN")
+        out.append((f"PI-CNN angle RMSE <= CNN's ({regime})",
+                    a["angle_rmse_deg"] - b["angle_rmse_deg"],
+                    a["angle_rmse_deg"] <= b["angle_rmse_deg"]))
+    return [{"target": t, "value": float(v), "met": bool(ok)} for t, v, ok in out]
+
+
+def format_report(result: dict) -> str:
+    """One table per preset, then the targets."""
+    head = (f"{'regime':<8}{'method':<9}{'angle RMSE':>11}{'angle R2':>9}{'force NRMSE':>12}"
+            f"{'moment NRMSE':>13}{'residual':>10}{'infer p50':>10}{'infer p99':>10}"
+            f"{'train':>8}")
+    units = f"{'':<17}{'deg':>11}{'':>9}{'':>12}{'':>13}{'N m':>10}{'ms':>10}{'ms':>10}{'s':>8}"
+    lines = [f"== {result['preset']}: held-out simulated trials "
+             f"(truth residual {result['truth_residual_nm']:.3g} N m) ==", head, units]
+    for r in result["rows"]:
+        lines.append(
+            f"{r['regime']:<8}{r['method']:<9}{r['angle_rmse_deg']:>11.2f}{r['angle_r2']:>9.3f}"
+            f"{r['force_nrmse']:>12.3f}{r['moment_nrmse']:>13.3f}"
+            f"{r['physics_residual_nm']:>10.3g}{r['infer_p50_ms']:>10.3f}"
+            f"{r['infer_p99_ms']:>10.3f}{r['train_s']:>8.1f}")
+    lines.append("targets:")
+    for c in result["checks"]:
+        lines.append(f"  [{'met' if c['met'] else 'MISSED'}] {c['target']}: {c['value']:.3g}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of ``emg-msk bench learning``."""
+    parser = argparse.ArgumentParser(prog="emg-msk bench learning", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=["knee", "wrist"], action="append",
+                        help="preset(s) to run (default both)")
+    parser.add_argument("--quick", action="store_true", help="shorter sessions (smoke run)")
+    parser.add_argument("--work", default="out/bench_learning",
+                        help="folder for the simulated session bags (reused between runs)")
+    parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    args = parser.parse_args(argv)
+    work = Path(args.work) / ("quick" if args.quick else "full")
+    work.mkdir(parents=True, exist_ok=True)
+    size = "quick" if args.quick else "full"
+
+    def log(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    results = [run_preset(name, work, size, log) for name in (args.preset or ["knee", "wrist"])]
+    if args.json:
+        print(json.dumps(jsonable({"benchmark": "learning", "size": size,
+                                   "results": results}), indent=2))
+    else:
+        print("\n\n".join(format_report(r) for r in results))
+    return 0 if all(math.isfinite(r["rows"][0]["angle_rmse_deg"]) for r in results) else 1

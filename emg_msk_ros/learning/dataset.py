@@ -1,0 +1,331 @@
+"""Training data from sessions: causal features, labels on the model's time base, windows, splits.
+
+A :class:`Trial` is one session conditioned by the streaming conditioner's causal path
+(:func:`emg_msk_ros.signal.conditioner.condition_recording`): excitation at the model rate
+(columns in the preset's muscle order), and the labels interpolated at each excitation sample's
+time: angle (rad), and when the session has them, muscle forces (N) and the net muscle moment
+(N·m).
+
+The network's input is the excitation minus the session's baseline (:func:`model_input`): the
+2nd percentile of each channel over the session, i.e. its resting level. The rest level of an
+MVC-normalised envelope depends on the electrode (noise floor / gain); at the small excitations
+that hold a limb against gravity an uncorrected offset of 0.01 shifts the estimate by many
+degrees, so each session's baseline is removed, as with its MVC reference. The trial also
+carries the activation the preset's activation dynamics give for that input (input of the
+Hill-consistency term).
+
+A window ending at step t holds excitation[t - W + 1 .. t] and the labels of its last K steps.
+Training sessions are split by time into alternating blocks (:func:`split_by_time`); windows
+are cut inside one segment only, so no window of one part overlaps a window of the other.
+Splitting by trial means passing other sessions for validation or evaluation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from emg_msk_ros.io.recording import Recording
+from emg_msk_ros.physics.preset import Preset
+from emg_msk_ros.signal.calibration import Calibration, compute_calibration
+from emg_msk_ros.signal.conditioner import condition_recording
+from emg_msk_ros.signal.config import ConditioningSettings
+
+
+class DataError(ValueError):
+    """A session that cannot be used for training or evaluation; the message says why."""
+
+
+@dataclass
+class Trial:
+    """One session on the model's time base (n samples every ``dt`` s)."""
+
+    name: str
+    dt: float  # s
+    time: np.ndarray  # (n,) s
+    excitation: np.ndarray  # (n, M) 0..1 conditioner output, columns in the preset's muscle order
+    baseline: np.ndarray  # (M,) the session's resting excitation (see module docstring)
+    activation: np.ndarray  # (n, M) the preset's activation dynamics driven by the model input
+    angle: np.ndarray | None  # (n,) rad
+    force: np.ndarray | None  # (n, M) N
+    moment: np.ndarray | None  # (n,) N·m, net muscle moment
+
+    def __len__(self) -> int:
+        return self.time.shape[0]
+
+    @property
+    def duration(self) -> float:
+        """Length in s."""
+        return len(self) * self.dt
+
+    @property
+    def inputs(self) -> np.ndarray:
+        """The network's input (n, M): :func:`model_input` of the excitation."""
+        return model_input(self.excitation, self.baseline)
+
+
+BASELINE_PERCENTILE = 2.0
+
+
+def session_baseline(excitation: np.ndarray) -> np.ndarray:
+    """Resting level of each channel (C,): the 2nd percentile of a session's excitation (n, C)."""
+    return np.percentile(excitation, BASELINE_PERCENTILE, axis=0)
+
+
+def model_input(excitation: np.ndarray, baseline: np.ndarray) -> np.ndarray:
+    """Excitation (..., C) with the baseline (C,) removed, clipped to [0, 1]."""
+    return np.clip(excitation - baseline, 0.0, 1.0)
+
+
+def channel_columns(recording: Recording, channel_names: Sequence[str], where: str) -> list[int]:
+    """Column of each expected channel in the recording; DataError listing what is missing."""
+    missing = [name for name in channel_names if name not in recording.channel_names]
+    if missing:
+        raise DataError(
+            f"{where}: missing EMG channel(s) {', '.join(missing)}; expected "
+            f"{', '.join(channel_names)}, got {', '.join(recording.channel_names)}")
+    return [recording.channel_names.index(name) for name in channel_names]
+
+
+def _muscle_columns(recording: Recording, preset: Preset, where: str) -> list[int] | None:
+    """Columns of the preset's muscles in the recording's muscle arrays (None: no force labels)."""
+    if recording.force is None:
+        return None
+    missing = [name for name in preset.muscle_names if name not in recording.muscle_names]
+    if missing:
+        raise DataError(
+            f"{where}: force labels lack muscle(s) {', '.join(missing)} of preset "
+            f"{preset.name!r} (the session has {', '.join(recording.muscle_names)})")
+    return [recording.muscle_names.index(name) for name in preset.muscle_names]
+
+
+def select_channels(recording: Recording, preset: Preset, where: str) -> Recording:
+    """The recording reduced to the preset's channels, in the preset's muscle order."""
+    columns = channel_columns(recording, preset.channel_names, where)
+    if columns == list(range(recording.emg.shape[1])):
+        return recording
+    return Recording(emg=recording.emg[:, columns], sample_rate=recording.sample_rate,
+                     channel_names=list(preset.channel_names),
+                     start_time=recording.start_time)
+
+
+# Length (s) and EMG RMS (V) of the simulated MVC contraction used to calibrate simulated
+# sessions (a realistic level: the conditioner treats |x| > 1 V as an amplifier fault).
+_MVC_SECONDS = 5.0
+_MVC_RMS = 1e-3
+
+
+def simulated_mvc_calibration(recording: Recording, preset: Preset,
+                              settings: ConditioningSettings, name: str) -> Calibration:
+    """The calibration an MVC trial would give in a simulated session.
+
+    The simulator records each channel's electrode gain (``metadata["emg_gain"]``: EMG RMS in V
+    at full excitation). A full contraction of unit gain is synthesised with the simulator's own
+    EMG model (band-limited noise in the session's band, no artefacts; 1 mV RMS, scaled to a
+    unit gain) and calibrated like a
+    recorded MVC trial; each channel's reference is that value times its gain.
+    """
+    from emg_msk_ros.physics.synth_emg import EmgSynthSettings, synthesize_emg
+
+    gains = np.asarray(recording.metadata["emg_gain"], dtype=np.float64)
+    if gains.shape != (len(recording.channel_names),) or not np.all(gains > 0):
+        raise DataError(f"{name}: metadata emg_gain must give one positive gain per channel, "
+                        f"got {recording.metadata['emg_gain']!r}")
+    band = tuple(recording.metadata.get("emg", {}).get("band", EmgSynthSettings.band))
+    synth = EmgSynthSettings(sample_rate=recording.sample_rate, band=band,
+                             gain_range=(_MVC_RMS, _MVC_RMS), crosstalk=0.0, sensor_noise=0.0,
+                             powerline=0.0, drift=0.0, motion_artifact=0.0)
+    kin_time = np.arange(int(_MVC_SECONDS * 100)) / 100.0
+    unit, _ = synthesize_emg(np.random.default_rng(0), kin_time, np.ones((len(kin_time), 1)),
+                             None, synth)
+    reference = compute_calibration(unit, recording.sample_rate, ["unit"], settings)
+    per_volt = reference.references["unit"] / _MVC_RMS
+    by_channel = dict(zip(recording.channel_names, gains * per_volt))
+    return Calibration(references={ch: float(by_channel[ch]) for ch in preset.channel_names},
+                       conditioning=settings.envelope_signature(),
+                       percentile=settings.normalisation.percentile,
+                       source=f"{name} (simulated MVC trial at the session's electrode gains)")
+
+
+def session_calibration(recording: Recording, preset: Preset, settings: ConditioningSettings,
+                        name: str) -> Calibration:
+    """Reference envelopes of one session when no MVC calibration file is given.
+
+    Simulated sessions (with ``metadata["emg_gain"]``): :func:`simulated_mvc_calibration`.
+    Others: each channel's robust percentile (``settings.normalisation.percentile``) of its own
+    envelope over the session, which assumes the session reaches similar effort levels as the
+    training sessions did. Electrode gains differ between sessions, so each session needs its
+    own references.
+    """
+    if "emg_gain" in recording.metadata:
+        return simulated_mvc_calibration(recording, preset, settings, name)
+    return compute_calibration(select_channels(recording, preset, name).emg,
+                               recording.sample_rate, list(preset.channel_names), settings,
+                               source=f"{name} (self-calibrated)")
+
+
+def make_trial(recording: Recording, preset: Preset, settings: ConditioningSettings,
+               calibration: Calibration, name: str, require_angle: bool = True,
+               baseline: np.ndarray | None = None) -> Trial:
+    """Condition a session and put its labels on the excitation's time base.
+
+    Excitation samples outside the span of the session's kinematics are dropped. ``baseline``
+    (C,) defaults to the session's own (:func:`session_baseline`).
+    """
+    if recording.joint_name not in (None, preset.joint.name):
+        raise DataError(f"{name}: joint {recording.joint_name!r} differs from preset "
+                        f"{preset.name!r}'s joint {preset.joint.name!r}")
+    force_columns = _muscle_columns(recording, preset, name)
+    excitation, time = condition_recording(select_channels(recording, preset, name), settings,
+                                           calibration)
+    dt = 1.0 / settings.output_rate_hz
+    angle = force = moment = None
+    if recording.angle is None:
+        if require_angle:
+            raise DataError(f"{name}: the session has no joint angle (topic joint_states); "
+                            "training and evaluation need it")
+    else:
+        kin_time = recording.kin_time
+        keep = (time >= kin_time[0] - 1e-9) & (time <= kin_time[-1] + 1e-9)
+        excitation, time = excitation[keep], time[keep]
+        angle = np.interp(time, kin_time, recording.angle)
+        if force_columns is not None:
+            force = np.stack([np.interp(time, kin_time, recording.force[:, i])
+                              for i in force_columns], axis=1)
+        if recording.moment is not None:
+            moment = np.interp(time, kin_time, recording.moment.sum(axis=1))
+    if len(time) == 0:
+        raise DataError(f"{name}: no EMG overlaps the session's kinematics")
+    if baseline is None:
+        baseline = session_baseline(excitation)
+    activation = preset.activate(model_input(excitation, baseline), dt)
+    return Trial(name=name, dt=dt, time=time, excitation=excitation,
+                 baseline=np.asarray(baseline, dtype=np.float64), activation=activation,
+                 angle=angle, force=force, moment=moment)
+
+
+def recordings_hash(recordings: Sequence[Recording]) -> str:
+    """sha256 over the sessions' EMG, rates, channel names and labels, in order."""
+    digest = hashlib.sha256()
+    for rec in recordings:
+        digest.update(repr((rec.sample_rate, list(rec.channel_names), rec.emg.shape)).encode())
+        digest.update(np.ascontiguousarray(rec.emg, dtype=np.float64).tobytes())
+        for array in (rec.kin_time, rec.angle, rec.force, rec.moment):
+            if array is not None:
+                digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+    return digest.hexdigest()
+
+
+Segment = tuple[int, int]  # [start, stop) sample indices of one trial
+
+
+def split_by_time(n: int, dt: float, val_fraction: float, block_s: float
+                  ) -> tuple[list[Segment], list[Segment]]:
+    """Alternating blocks: every round(1/val_fraction)-th block of ``block_s`` s is validation.
+
+    Returns (train segments, validation segments), merged where adjacent. A session shorter
+    than two blocks is cut once, its last ``val_fraction`` going to validation.
+    """
+    block = max(1, round(block_s / dt))
+    period = max(2, round(1.0 / val_fraction))
+    n_blocks = -(-n // block)
+    if n_blocks < period:
+        cut = n - max(1, round(n * val_fraction))
+        return [(0, cut)], [(cut, n)]
+    train: list[Segment] = []
+    val: list[Segment] = []
+    for b in range(n_blocks):
+        start, stop = b * block, min(n, (b + 1) * block)
+        target = val if b % period == period - 1 else train
+        if target and target[-1][1] == start:
+            target[-1] = (target[-1][0], stop)
+        else:
+            target.append((start, stop))
+    return train, val
+
+
+def window_ends(segments: Sequence[Segment], window: int, stride: int) -> np.ndarray:
+    """Last sample index of every window of ``window`` steps lying inside one segment."""
+    ends = [np.arange(start + window - 1, stop, stride) for start, stop in segments]
+    return np.concatenate(ends) if ends else np.zeros(0, dtype=np.int64)
+
+
+@dataclass
+class Batch:
+    """Model inputs and labels of a batch of windows (torch, float32)."""
+
+    x: torch.Tensor  # (B, M, W) network input (excitation minus baseline), oldest first
+    angle: torch.Tensor  # (B, K) rad
+    activation: torch.Tensor  # (B, M, K)
+    force: torch.Tensor | None  # (B, M, K) N
+    moment: torch.Tensor | None  # (B, K) N·m
+
+
+class WindowSet:
+    """Windows over several trials, cut inside the given segments of each.
+
+    Arrays of all trials are concatenated once; a batch gathers its windows by index.
+    """
+
+    def __init__(self, trials: Sequence[Trial], segments: Sequence[Sequence[Segment]],
+                 window: int, horizon: int, stride: int = 1) -> None:
+        if len(trials) != len(segments):
+            raise ValueError("one list of segments per trial is needed")
+        if not trials:
+            raise DataError("no sessions given")
+        self.window, self.horizon = window, horizon
+        offsets = np.cumsum([0] + [len(t) for t in trials])
+        self.ends = torch.as_tensor(np.concatenate(
+            [window_ends(segs, window, stride) + off for segs, off in zip(segments, offsets)]),
+            dtype=torch.long)
+        self.has_force = all(t.force is not None for t in trials)
+        self.has_moment = all(t.moment is not None for t in trials)
+        if any(t.angle is None for t in trials):
+            raise DataError("every training session needs a joint angle")
+
+        def cat(name: str) -> torch.Tensor:
+            return torch.as_tensor(np.concatenate([getattr(t, name) for t in trials]),
+                                   dtype=torch.float32)
+
+        self._x = cat("inputs")
+        self._activation = cat("activation")
+        self._angle = cat("angle")
+        self._force = cat("force") if self.has_force else None
+        self._moment = cat("moment") if self.has_moment else None
+        self._in_offsets = torch.arange(-window + 1, 1)
+        self._out_offsets = torch.arange(-horizon + 1, 1)
+
+    def __len__(self) -> int:
+        return int(self.ends.shape[0])
+
+    @property
+    def n_channels(self) -> int:
+        """Input channels C."""
+        return int(self._x.shape[1])
+
+    def batch(self, positions: torch.Tensor) -> Batch:
+        """The windows at ``positions`` (indices into this set)."""
+        ends = self.ends[positions]
+        rows_in = ends[:, None] + self._in_offsets  # (B, W)
+        rows_out = ends[:, None] + self._out_offsets  # (B, K)
+        return Batch(
+            x=self._x[rows_in].transpose(1, 2),
+            angle=self._angle[rows_out],
+            activation=self._activation[rows_out].transpose(1, 2),
+            force=None if self._force is None else self._force[rows_out].transpose(1, 2),
+            moment=None if self._moment is None else self._moment[rows_out],
+        )
+
+    def label_arrays(self) -> dict[str, np.ndarray]:
+        """The labels at the newest step of every window (for normalisation statistics)."""
+        rows = self.ends
+        out = {"angle": self._angle[rows].numpy().astype(np.float64)}
+        if self._force is not None:
+            out["force"] = self._force[rows].numpy().astype(np.float64)
+        if self._moment is not None:
+            out["moment"] = self._moment[rows].numpy().astype(np.float64)
+        return out

@@ -1,0 +1,205 @@
+"""Running a trained model: one estimate per window (live) or for a whole envelope (offline).
+
+``load_model(dir)`` validates the model folder (:mod:`.export`) and returns an
+:class:`Estimator` whose TorchScript module is frozen for inference. Both
+:meth:`Estimator.predict` and :func:`estimate_offline` finish the network's output with the same
+code (:meth:`Estimator.finish`), so the live graph and an offline run give the same numbers.
+
+Inputs are the conditioner's excitations; the estimator removes the session's resting level
+(:attr:`Estimator.baseline`, see :mod:`.dataset`) before the network. For the window's newest
+step the estimate holds:
+
+- ``angle`` (rad): the network's angle output;
+- ``velocity`` (rad/s): second-order backward difference of the newest three predicted angles,
+  (3 theta_k - 4 theta_k-1 + theta_k-2) / (2 dt), dt = 1 / model rate;
+- ``force`` (N) per muscle: the network's force output;
+- ``moment`` (N·m) per muscle r_i(theta)·F_i, with the preset's moment arms, and their sum
+  ``net_moment``;
+- ``activation`` per muscle: derived, not predicted: the preset's Hill model inverted at the
+  estimated angle and velocity, a = (F - F(a=0)) / (F(a=1) - F(a=0)), clipped to [0, 1]
+  (with the learned strength and length factors when the model has them); 0 where the muscle
+  cannot produce active force.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from emg_msk_ros.learning.export import ModelDir, ModelError, read_model_dir, torchscript
+from emg_msk_ros.physics import muscle as hill
+from emg_msk_ros.physics.curves import CurveParams
+from emg_msk_ros.physics.muscle import MuscleSet
+from emg_msk_ros.physics.preset import Preset
+from emg_msk_ros.signal.calibration import Calibration
+from emg_msk_ros.signal.config import ConditioningSettings
+
+__all__ = ["Estimate", "Estimator", "ModelError", "estimate_offline", "load_model"]
+
+# Windows per forward call in estimate_offline.
+_OFFLINE_BATCH = 2048
+# Hill inversion: activations 0 and 1 (broadcast over samples and muscles), and the smallest
+# active force (N) per unit activation that is inverted (below it the activation is 0).
+_ZERO_ONE = np.array([0.0, 1.0])[:, None, None]
+_MIN_GAIN = 1e-9
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The estimate for the newest step of a window (SI units; arrays per muscle, (M,))."""
+
+    angle: float  # rad
+    velocity: float  # rad/s
+    activation: np.ndarray  # 0..1, derived from force (see module docstring)
+    force: np.ndarray  # N
+    moment: np.ndarray  # N·m, r_i(theta)·F_i
+    net_moment: float  # N·m
+
+
+def learned_muscles(preset: Preset, learned: dict[str, list[float]]) -> MuscleSet:
+    """The preset's muscles scaled by learned factors (strength, fiber_length, tendon_slack)."""
+    ones = np.ones(preset.muscles.count)
+    return preset.muscles.scaled(np.asarray(learned.get("strength", ones)),
+                                 np.asarray(learned.get("fiber_length", ones)),
+                                 np.asarray(learned.get("tendon_slack", ones)))
+
+
+def hill_activation(muscles: MuscleSet, params: CurveParams, force, lengths, arms, omega):
+    """Activation (..., M) with which rigid-tendon Hill units give ``force`` (N, (..., M)) at
+    muscle-tendon lengths and moment arms (m, (..., M)) and joint velocity ``omega`` (rad/s,
+    (...)), clipped to [0, 1]. The force is linear in activation, so two evaluations of the
+    preset's own force law (a = 0 and a = 1) give it exactly."""
+    passive, full = hill.rigid_force(muscles, params, _ZERO_ONE, lengths, arms, omega)
+    gain = full - passive
+    safe = np.where(gain > _MIN_GAIN, gain, np.inf)
+    return np.clip((force - passive) / safe, 0.0, 1.0)
+
+
+def finish_outputs(output: np.ndarray, preset: Preset, muscles: MuscleSet, dt: float
+                   ) -> dict[str, np.ndarray]:
+    """Estimates for the newest step of each window from raw network outputs (N, 1 + M, K)
+    (see the module docstring); ``dt`` is the model's sample interval (s)."""
+    output = output.astype(np.float64)
+    angle = output[:, 0, -1]
+    velocity = (3.0 * angle - 4.0 * output[:, 0, -2] + output[:, 0, -3]) / (2.0 * dt)
+    force = output[:, 1:, -1]
+    lengths, arms = hill.geometry(muscles, angle)
+    moment = arms * force
+    activation = hill_activation(muscles, preset.curves, force, lengths, arms, velocity)
+    return {"angle": angle, "velocity": velocity, "activation": activation,
+            "force": force, "moment": moment, "net_moment": moment.sum(axis=1)}
+
+
+class Estimator:
+    """A loaded model: metadata, the conditioner settings it expects, and the frozen network."""
+
+    def __init__(self, model: ModelDir) -> None:
+        meta = model.meta
+        self.meta: dict[str, Any] = meta
+        self.path: Path = model.path
+        self.channel_names: list[str] = list(meta["channel_names"])
+        self.sample_rate: float = float(meta["sample_rate"])
+        self.model_rate: float = float(meta["model_rate"])
+        self.window: int = int(meta["window"])
+        self.horizon: int = int(meta["horizon"])
+        self.muscle_names: list[str] = list(meta["muscles"])
+        self.joint_name: str = meta["joint"]
+        self.preset: Preset = model.preset
+        self.conditioner_settings: ConditioningSettings = model.conditioning
+        self.calibration: Calibration = model.calibration
+        self.muscles = learned_muscles(model.preset, meta["physics"]["learned"])
+        self._window_shape = (self.window, len(self.channel_names))
+        self.baseline = meta["normalisation"]["excitation_baseline"]
+        self.dt = 1.0 / self.model_rate
+        self.module = model.module  # scripted, not frozen: differentiable and comparable
+        with torch.no_grad(), torchscript():
+            self._frozen = torch.jit.freeze(model.module)
+        self._input = torch.zeros(1, len(self.channel_names), self.window)
+        self._input_np = self._input.numpy()  # shares memory with self._input
+
+
+    @property
+    def baseline(self) -> np.ndarray:
+        """Resting excitation (C,) removed from every input (:func:`.dataset.model_input`).
+
+        Loaded from model.yaml (the first training session's); set it to the live session's
+        own (:func:`.dataset.session_baseline` of its excitation) when that is known.
+        """
+        return self._baseline
+
+    @baseline.setter
+    def baseline(self, values) -> None:
+        values = np.asarray(values, dtype=np.float32).reshape(-1)
+        if values.shape != (len(self.channel_names),) or not np.all(np.isfinite(values)):
+            raise ValueError(f"baseline must hold {len(self.channel_names)} finite values "
+                             f"(one per channel), got {values}")
+        self._baseline = values
+        self._baseline_column = values[:, None]
+
+    def check_channels(self, names) -> None:
+        """Raise :class:`ModelError` unless ``names`` are exactly the model's channels, in order."""
+        if list(names) != self.channel_names:
+            raise ModelError(
+                f"model {self.path} expects EMG channels {self.channel_names} (in this order), "
+                f"got {list(names)}")
+
+    def run(self, windows: np.ndarray) -> np.ndarray:
+        """Raw network output (N, 1 + M, K) for windows (N, C, W) of network input."""
+        with torch.inference_mode():
+            return self._frozen(torch.as_tensor(windows, dtype=torch.float32)).numpy()
+
+    def finish(self, output: np.ndarray) -> dict[str, np.ndarray]:
+        """Estimates for the newest step of each window from raw outputs (N, 1 + M, K)."""
+        return finish_outputs(output, self.preset, self.muscles, self.dt)
+
+    def predict(self, window: np.ndarray) -> Estimate:
+        """The estimate for the newest step of ``window`` (W, C): excitation, oldest first
+        (the conditioner's output; :attr:`baseline` is removed here)."""
+        if window.shape != self._window_shape:
+            raise ValueError(f"window must have shape {self._window_shape}, got {window.shape}")
+        np.clip(window.T - self._baseline_column, 0.0, 1.0, out=self._input_np[0])
+        with torch.inference_mode():
+            output = self._frozen(self._input).numpy()
+        est = self.finish(output)
+        return Estimate(angle=float(est["angle"][0]), velocity=float(est["velocity"][0]),
+                        activation=est["activation"][0], force=est["force"][0],
+                        moment=est["moment"][0], net_moment=float(est["net_moment"][0]))
+
+
+def load_model(model_dir: str | Path) -> Estimator:
+    """Load a model folder written by ``emg-msk train``; :class:`ModelError` if unusable."""
+    return Estimator(read_model_dir(model_dir))
+
+
+def estimate_offline(estimator: Estimator, envelope: np.ndarray,
+                     baseline: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Estimates for every step of an excitation array (n, C) at the model rate.
+
+    ``baseline`` (C,) is the resting excitation removed from the input (default: the
+    estimator's :attr:`~Estimator.baseline`, as :meth:`Estimator.predict` uses).
+
+    Estimate j uses ``envelope[j : j + W]`` and belongs to envelope sample ``j + W - 1``: the
+    first estimate is for sample index W - 1 (the first full window); ``index`` holds these
+    sample indices. Fewer than W samples give empty arrays. Keys: ``index``, ``angle`` (rad),
+    ``velocity`` (rad/s), ``activation``, ``force`` (N, (N, M)), ``moment`` (N·m, (N, M)),
+    ``net_moment`` (N·m).
+    """
+    envelope = np.asarray(envelope, dtype=np.float32)
+    if envelope.ndim != 2 or envelope.shape[1] != len(estimator.channel_names):
+        raise ValueError(f"envelope must be (n, {len(estimator.channel_names)}), got "
+                         f"{envelope.shape}")
+    base = estimator.baseline if baseline is None else np.asarray(baseline, dtype=np.float32)
+    envelope = np.clip(envelope - base, 0.0, 1.0)
+    w = estimator.window
+    n_out = max(0, envelope.shape[0] - w + 1)
+    if n_out == 0:
+        empty = estimator.finish(np.zeros((0, 1 + len(estimator.muscle_names), estimator.horizon)))
+        return {"index": np.zeros(0, dtype=np.int64), **empty}
+    windows = np.lib.stride_tricks.sliding_window_view(envelope, w, axis=0)  # (N, C, W)
+    outputs = np.concatenate([estimator.run(np.ascontiguousarray(windows[i:i + _OFFLINE_BATCH]))
+                              for i in range(0, n_out, _OFFLINE_BATCH)])
+    return {"index": np.arange(w - 1, envelope.shape[0]), **estimator.finish(outputs)}

@@ -1,0 +1,311 @@
+"""``emg-msk train``: train the PI-CNN (or the data-only CNN) on session bags, write a model folder.
+
+    emg-msk train --data SESSION [SESSION ...] --out MODEL_DIR [--preset knee]
+                  [--val-data SESSION ...] [--physics-weight W | --no-physics] [--seed N] ...
+
+Features come from the causal conditioner (``config/conditioning.yaml`` or ``--conditioning``),
+normalised by ``--calibration`` or, by default, each session by its own references
+(:func:`.dataset.session_calibration`: a simulated MVC trial for simulated sessions, else the
+session's envelope percentile; electrode gains differ between sessions), less each session's
+resting level (:func:`.dataset.session_baseline`).
+Validation (early stopping) uses ``--val-data`` sessions when given (split by trial), else
+alternating time blocks of each training session (split by time). Sessions with force labels
+(simulated) train in "forces supervised" mode, others (real recordings, angle only) in
+"forces unlabelled" mode, where the physics and Hill terms make the forces meaningful.
+
+The library entry point is :func:`train_on_recordings`; the benchmark uses it directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from emg_msk_ros.io.recording import Recording
+from emg_msk_ros.learning import dataset as ds
+from emg_msk_ros.learning.export import (
+    ModelDir,
+    ModelError,
+    plain,
+    preset_document,
+    save_model_dir,
+    torchscript,
+)
+from emg_msk_ros.learning.inference import Estimator, estimate_offline
+from emg_msk_ros.learning.metrics import score
+from emg_msk_ros.learning.model import PICNN, parameter_count, window_length
+from emg_msk_ros.learning.settings import TrainingSettings, load_training_settings
+from emg_msk_ros.learning.training import TrainResult, train_model
+from emg_msk_ros.physics.preset import Preset, PresetError, load_preset
+from emg_msk_ros.signal.calibration import Calibration
+from emg_msk_ros.signal.config import ConditioningSettings, ConfigError, load_settings
+
+
+@dataclass
+class TrainedModel:
+    """A trained network with its metadata, ready to use (``estimator``) or save."""
+
+    result: TrainResult
+    meta: dict[str, Any]
+    estimator: Estimator  # in memory, same code path as a loaded model
+
+    def save(self, path: str | Path) -> Path:
+        """Write the model folder (model.pt + model.yaml)."""
+        return save_model_dir(path, self.result.model, self.meta)
+
+
+def _segments(trials: list[ds.Trial], val_trials: list[ds.Trial] | None,
+              settings: TrainingSettings):
+    """(train segments per trial, validation trials, validation segments per trial)."""
+    if val_trials:
+        return [[(0, len(t))] for t in trials], val_trials, [[(0, len(t))] for t in val_trials]
+    splits = [ds.split_by_time(len(t), t.dt, settings.data.val_fraction,
+                               settings.data.val_block_s) for t in trials]
+    return [s[0] for s in splits], trials, [s[1] for s in splits]
+
+
+def _session_info(recording: Recording, name: str) -> dict[str, Any]:
+    """Name, length and the plain-typed metadata (generator, seed, settings) of a session."""
+    keep = {}
+    for key, value in recording.metadata.items():
+        try:
+            keep[key] = plain(value)
+        except TypeError:
+            continue
+    return {"name": name, "duration_s": round(recording.duration, 6),
+            "sample_rate": float(recording.sample_rate), "metadata": keep}
+
+
+def predict_segments(estimator: Estimator, trial: ds.Trial,
+                     segments: Sequence[ds.Segment]) -> dict[str, np.ndarray]:
+    """Offline estimates for every full window inside the segments; ``index`` into ``trial``."""
+    parts = []
+    for start, stop in segments:
+        est = estimate_offline(estimator, trial.excitation[start:stop], trial.baseline)
+        est["index"] = est["index"] + start
+        parts.append(est)
+    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+
+
+def validation_metrics(estimator: Estimator, trials: Sequence[ds.Trial],
+                       segments: Sequence[Sequence[ds.Segment]]) -> dict[str, Any]:
+    """Metrics of the estimator over the validation segments of all trials, pooled."""
+    return score([(predict_segments(estimator, trial, segs), trial)
+                  for trial, segs in zip(trials, segments) if segs], estimator.preset)
+
+
+def in_memory_estimator(model: PICNN, meta: dict[str, Any], preset: Preset,
+                        conditioning: ConditioningSettings,
+                        calibration: Calibration) -> Estimator:
+    """An :class:`Estimator` of a model that is not saved yet (scripted like the export)."""
+    with torchscript():
+        module = torch.jit.script(model.eval())
+    return Estimator(ModelDir(path=Path("<in memory>"), meta=meta, module=module, preset=preset,
+                              conditioning=conditioning, calibration=calibration))
+
+
+def train_on_recordings(recordings: Sequence[Recording], names: Sequence[str], preset: Preset,
+                        settings: TrainingSettings, conditioning: ConditioningSettings, *,
+                        physics: bool = True, calibration: Calibration | None = None,
+                        val_recordings: Sequence[Recording] = (),
+                        val_names: Sequence[str] = (), progress: bool = False,
+                        command: str = "") -> TrainedModel:
+    """Condition the sessions, train, and describe the model (model.yaml content).
+
+    ``physics=False`` trains the data-only baseline (same network, data terms only).
+    """
+    if not recordings:
+        raise ds.DataError("no training sessions given")
+    rates = {rec.sample_rate for rec in recordings}
+    if len(rates) != 1:
+        raise ds.DataError(f"training sessions have different sample rates {sorted(rates)} Hz; "
+                           "train on sessions of one rate")
+    for rec, name in zip([*recordings, *val_recordings], [*names, *val_names]):
+        ds.channel_columns(rec, preset.channel_names, name)
+
+    sources = []
+
+    def trial(rec: Recording, name: str) -> ds.Trial:
+        cal = calibration or ds.session_calibration(rec, preset, conditioning, name)
+        sources.append(cal.source)
+        return ds.make_trial(rec, preset, conditioning, cal, name)
+
+    trials = [trial(rec, name) for rec, name in zip(recordings, names)]
+    val_trials = [trial(rec, name) for rec, name in zip(val_recordings, val_names)]
+    stored = calibration or ds.session_calibration(recordings[0], preset, conditioning, names[0])
+    window = window_length(settings.model)
+    train_segments, val_trials, val_segments = _segments(trials, val_trials, settings)
+    train_set = ds.WindowSet(trials, train_segments, window, settings.model.horizon,
+                             settings.data.stride)
+    val_set = ds.WindowSet(val_trials, val_segments, window, settings.model.horizon)
+    bar = tqdm(total=settings.optim.max_epochs, desc="train", unit="epoch",
+               disable=not progress, file=sys.stderr)
+
+    def report(epoch: int, record: dict) -> None:
+        bar.update(1)
+        bar.set_postfix(train=f"{record['train_loss']:.4f}", val=f"{record['val_loss']:.4f}",
+                        lam=f"{record['lambda']:.2g}")
+
+    try:
+        result = train_model(trials, train_set, val_set, preset, settings, physics=physics,
+                             progress=report)
+    finally:
+        bar.close()
+    meta = {
+        "channel_names": list(preset.channel_names),
+        "sample_rate": float(recordings[0].sample_rate),
+        "model_rate": float(conditioning.output_rate_hz),
+        "window": window,
+        "horizon": settings.model.horizon,
+        "architecture": {"type": "causal dilated 1-D CNN (emg_msk_ros.learning.model.PICNN)",
+                         "hidden": settings.model.hidden, "kernel": settings.model.kernel,
+                         "levels": settings.model.levels,
+                         "parameters": parameter_count(result.model)},
+        "joint": preset.joint.name,
+        "muscles": list(preset.muscle_names),
+        "preset": {"name": preset.name, "sha256": preset.sha256,
+                   "document": preset_document(preset)},
+        "conditioning": conditioning.to_mapping(),
+        "calibration": stored.to_mapping(),
+        "normalisation": {**result.scales.to_mapping(),
+                          "excitation_baseline": [float(b) for b in trials[0].baseline]},
+        "physics": {"enabled": physics, "forces_labelled": result.forces_labelled,
+                    "physics_weight": settings.loss.physics_weight if physics else 0.0,
+                    "learned": result.terms.learned()},
+        "training": {
+            "command": command,
+            "seed": settings.seed,
+            "mode": "forces supervised" if result.forces_labelled else "forces unlabelled",
+            "split": "by trial" if val_recordings else "by time",
+            # each session's references (model.yaml keeps the first session's: a new session
+            # needs its own MVC calibration) and resting baseline (normalisation)
+            "calibration": sources,
+            "data_hash": ds.recordings_hash(recordings),
+            "sessions": [_session_info(r, n) for r, n in zip(recordings, names)],
+            "validation_sessions": [_session_info(r, n)
+                                    for r, n in zip(val_recordings, val_names)],
+            "train_windows": len(train_set), "val_windows": len(val_set),
+            "epochs": len(result.history), "best_epoch": result.best_epoch,
+            "stop_reason": result.stop_reason, "seconds": round(result.seconds, 2),
+            "threads": settings.optim.threads, "torch_version": str(torch.__version__),
+            "settings": settings.to_mapping(),
+        },
+    }
+    estimator = in_memory_estimator(result.model, meta, preset, conditioning, stored)
+    meta["metrics"] = {"validation": validation_metrics(estimator, val_trials, val_segments)}
+    return TrainedModel(result=result, meta=meta, estimator=estimator)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Options of ``emg-msk train``."""
+    parser.add_argument("--data", nargs="+", required=True, metavar="SESSION",
+                        help="training session bags (emg-msk simulate / import)")
+    parser.add_argument("--out", required=True, help="model folder to create")
+    parser.add_argument("--preset", help="musculoskeletal preset name or YAML path "
+                        "(default: the sessions' metadata 'preset')")
+    parser.add_argument("--val-data", nargs="+", default=[], metavar="SESSION",
+                        help="validation sessions (default: time blocks of the training ones)")
+    parser.add_argument("--config", help="training settings YAML (default config/training.yaml)")
+    parser.add_argument("--conditioning", help="conditioning YAML (default "
+                        "config/conditioning.yaml)")
+    parser.add_argument("--calibration", help="MVC calibration YAML for all sessions "
+                        "(default: each session calibrated from its own envelope)")
+    physics = parser.add_mutually_exclusive_group()
+    physics.add_argument("--physics-weight", type=float, help="lambda of the equation-of-motion "
+                         "residual (overrides the settings)")
+    physics.add_argument("--no-physics", action="store_true",
+                         help="data-only CNN (the baseline): no physics terms")
+    parser.add_argument("--hill-weight", type=float, help="weight of the Hill-consistency term "
+                        "(overrides the settings for the sessions' mode)")
+    parser.add_argument("--seed", type=int, help="random seed (overrides the settings)")
+    parser.add_argument("--epochs", type=int, help="maximum epochs (overrides the settings)")
+    parser.add_argument("--threads", type=int, help="torch threads (overrides the settings)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _settings_from_args(args: argparse.Namespace) -> TrainingSettings:
+    settings = load_training_settings(args.config)
+    if args.seed is not None:
+        settings = settings.replace(seed=args.seed)
+    if args.physics_weight is not None:
+        settings = settings.replace("loss", physics_weight=args.physics_weight)
+    if args.hill_weight is not None:
+        settings = settings.replace("loss", hill_weight=args.hill_weight,
+                                    hill_weight_unlabelled=args.hill_weight)
+    if args.epochs is not None:
+        settings = settings.replace("optim", max_epochs=args.epochs)
+    if args.threads is not None:
+        settings = settings.replace("optim", threads=args.threads)
+    return settings
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The ``emg-msk train`` command line of this run."""
+    words = ["emg-msk", "train", "--data", *args.data, "--out", args.out]
+    if args.val_data:
+        words += ["--val-data", *args.val_data]
+    options = (("--preset", args.preset), ("--config", args.config),
+               ("--conditioning", args.conditioning), ("--calibration", args.calibration),
+               ("--physics-weight", args.physics_weight), ("--hill-weight", args.hill_weight),
+               ("--seed", args.seed), ("--epochs", args.epochs), ("--threads", args.threads))
+    for flag, value in options:
+        if value is not None:
+            words += [flag, str(value)]
+    if args.no_physics:
+        words.append("--no-physics")
+    return shlex.join(words)
+
+
+def _preset_for(args: argparse.Namespace, recordings: Sequence[Recording]) -> Preset:
+    if args.preset:
+        return load_preset(args.preset)
+    named = {rec.metadata.get("preset") for rec in recordings}
+    if len(named) != 1 or None in named:
+        raise ds.DataError("give --preset: the sessions do not all name one preset in their "
+                           f"metadata (found {sorted(map(str, named))})")
+    return load_preset(named.pop())
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train and write the model folder; errors are printed with what is wrong."""
+    from emg_msk_ros.io.session_bag import SessionError, read_recording
+
+    out = Path(args.out)
+    started = time.perf_counter()
+    try:
+        if out.exists() and any(out.iterdir()):
+            raise FileExistsError(f"{out} exists and is not empty; choose a new model folder")
+        settings = _settings_from_args(args)
+        conditioning = load_settings(args.conditioning)
+        calibration = Calibration.load(args.calibration) if args.calibration else None
+        recordings = [read_recording(p) for p in args.data]
+        val_recordings = [read_recording(p) for p in args.val_data]
+        preset = _preset_for(args, recordings)
+        trained = train_on_recordings(
+            recordings, list(args.data), preset, settings, conditioning,
+            physics=not args.no_physics, calibration=calibration,
+            val_recordings=val_recordings, val_names=list(args.val_data),
+            progress=not args.no_progress, command=command_line(args))
+        trained.save(out)
+    except (ds.DataError, ConfigError, PresetError, ModelError, SessionError, FileExistsError,
+            FileNotFoundError) as exc:
+        print(f"emg-msk train: {exc}", file=sys.stderr)
+        return 2
+    metrics = trained.meta["metrics"]["validation"]
+    print(f"wrote {out} ({trained.meta['architecture']['parameters']} parameters, "
+          f"{len(trained.result.history)} epochs, {time.perf_counter() - started:.1f} s; "
+          f"{trained.result.stop_reason})")
+    print(f"validation: angle RMSE {metrics['angle']['rmse_deg']:.2f} deg, "
+          f"R2 {metrics['angle']['r2']:.3f}, physics residual "
+          f"{metrics['physics_residual_rms']:.3g} N m")
+    return 0

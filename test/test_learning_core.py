@@ -1,0 +1,383 @@
+"""PI-CNN data, model, loss, training, export and inference on a small synthetic joint.
+
+The toy joint has one flexor and one extensor with constant moment arms; its motion comes from
+forward-simulating the preset's own muscles (so the truth satisfies the equation of motion), and
+its raw EMG is white noise whose amplitude follows the excitation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from scipy import signal
+
+from emg_msk_ros.io.recording import Recording
+from emg_msk_ros.learning import dataset as ds
+from emg_msk_ros.learning.export import META_FILE, WEIGHTS_FILE, ModelError, read_model_dir
+from emg_msk_ros.learning.inference import estimate_offline, load_model
+from emg_msk_ros.learning.loss import PhysicsTerms
+from emg_msk_ros.learning.metrics import physics_residual, regression, rms
+from emg_msk_ros.learning.model import PICNN, receptive_field, window_length
+from emg_msk_ros.learning.settings import ModelSettings, TrainingSettings
+from emg_msk_ros.learning.train import train_on_recordings
+from emg_msk_ros.physics.forward import simulate_forward
+from emg_msk_ros.physics.preset import load_preset
+from emg_msk_ros.signal.config import ConditioningSettings
+
+TOY = {
+    "schema": "emg_msk_ros/preset/1", "name": "toy", "source": "test_learning_core.py",
+    "joint": {"name": "toy_joint", "range": [0.0, 1.5], "inertia": 0.2, "damping": 2.0,
+              "stiffness": 20.0, "rest_angle": 0.75, "mass": 1.0, "com_distance": 0.1,
+              "hang_angle": 0.75},
+    "activation": {"model": "first_order", "tau_act": 0.015, "tau_deact": 0.05},
+    "muscles": [
+        {"name": "flexor", "channel": "F", "max_isometric_force": 300.0,
+         "optimal_fiber_length": 0.1, "tendon_slack_length": 0.17, "pennation_angle": 0.1,
+         "lmt_poly": [0.30, -0.04]},
+        {"name": "extensor", "channel": "E", "max_isometric_force": 300.0,
+         "optimal_fiber_length": 0.1, "tendon_slack_length": 0.18, "pennation_angle": 0.0,
+         "lmt_poly": [0.25, 0.04]},
+    ],
+}
+EMG_RATE = 1000.0
+SIM_RATE = 200.0
+# Tiny network: receptive field 15 steps, 4 predicted steps, window 18 steps (0.18 s).
+SMALL = TrainingSettings().replace(model=ModelSettings(hidden=16, kernel=3, levels=3, horizon=4))
+SMALL = SMALL.replace("optim", max_epochs=20, patience=5, learning_rate=1e-2, threads=1)
+SMALL = SMALL.replace("data", min_train_s=5.0)
+
+
+@pytest.fixture(scope="module")
+def preset(tmp_path_factory):
+    path = tmp_path_factory.mktemp("preset") / "toy.yaml"
+    path.write_text(yaml.safe_dump(TOY), encoding="utf-8")
+    return load_preset(path)
+
+
+def toy_recording(preset, duration: float, seed: int, forces: bool = True) -> Recording:
+    """Random smooth agonist/antagonist excitation, forward-simulated, with synthetic EMG."""
+    rng = np.random.default_rng(seed)
+    n = int(duration * SIM_RATE)
+    b, a = signal.butter(2, 1.0 / (SIM_RATE / 2))
+    drive = signal.lfilter(b, a, rng.standard_normal((n, 2)), axis=0)
+    excitation = np.clip(0.2 + 0.25 * drive / drive.std(axis=0), 0.0, 1.0)
+    sim = simulate_forward(preset, excitation, 1.0 / SIM_RATE, theta0=0.75)
+    t_emg = np.arange(int(duration * EMG_RATE)) / EMG_RATE
+    envelope = np.stack([np.interp(t_emg, sim.time, excitation[:, i]) for i in range(2)], 1)
+    emg = 5e-4 * envelope * rng.standard_normal(envelope.shape)
+    return Recording(
+        emg=emg + 5e-6 * rng.standard_normal(emg.shape), sample_rate=EMG_RATE,
+        channel_names=["F", "E"], joint_name="toy_joint", kin_time=sim.time, angle=sim.angle,
+        velocity=sim.velocity, muscle_names=list(preset.muscle_names),
+        force=sim.force if forces else None, moment=sim.moment if forces else None,
+        metadata={"preset": "toy", "seed": seed})
+
+
+@pytest.fixture(scope="module")
+def conditioning():
+    return ConditioningSettings()
+
+
+@pytest.fixture(scope="module")
+def recording(preset):
+    return toy_recording(preset, 40.0, seed=1)
+
+
+@pytest.fixture(scope="module")
+def trained(preset, recording, conditioning):
+    return train_on_recordings([recording], ["toy-1"], preset, SMALL, conditioning)
+
+
+@pytest.fixture(scope="module")
+def saved(trained, tmp_path_factory):
+    return trained.save(tmp_path_factory.mktemp("models") / "toy")
+
+
+# --- data --------------------------------------------------------------------------------------
+
+def test_split_by_time_windows_never_straddle_the_split():
+    n, window = 2300, 18
+    train, val = ds.split_by_time(n, 0.01, val_fraction=0.2, block_s=1.0)
+    covered = np.zeros(n, dtype=int)
+    for start, stop in train + val:
+        covered[start:stop] += 1
+    assert np.all(covered == 1)  # the parts tile the trial exactly
+    assert sum(b - a for a, b in val) == pytest.approx(0.2 * n, rel=0.15)
+
+    def samples(segments):
+        ends = ds.window_ends(segments, window, stride=1)
+        return set(np.concatenate([np.arange(e - window + 1, e + 1) for e in ends]).tolist())
+
+    assert not samples(train) & samples(val)
+    short_train, short_val = ds.split_by_time(300, 0.01, val_fraction=0.2, block_s=5.0)
+    assert short_train == [(0, 240)] and short_val == [(240, 300)]
+
+
+def test_windows_hold_the_excitation_and_the_labels_of_their_last_steps(preset, recording,
+                                                                       conditioning):
+    cal = ds.session_calibration(recording, preset, conditioning, "toy-1")
+    trial = ds.make_trial(recording, preset, conditioning, cal, "toy-1")
+    assert trial.dt == pytest.approx(0.01)
+    assert np.all((trial.excitation >= 0) & (trial.excitation <= 1))
+    windows = ds.WindowSet([trial], [[(100, 400)]], window=18, horizon=4, stride=3)
+    assert int(windows.ends[0]) == 117 and int(windows.ends[-1]) <= 399
+    batch = windows.batch(torch.tensor([0, 5]))
+    end = int(windows.ends[5])
+    np.testing.assert_allclose(batch.x[1].numpy(), trial.inputs[end - 17:end + 1].T,
+                               rtol=1e-6)
+    # the input is the excitation less the session's resting level
+    assert trial.baseline.shape == (2,) and np.all(trial.baseline > 0)
+    np.testing.assert_allclose(trial.inputs, np.clip(trial.excitation - trial.baseline, 0, 1))
+    assert np.mean(trial.inputs == 0, axis=0) == pytest.approx([0.02, 0.02], abs=0.005)
+    np.testing.assert_allclose(batch.angle[1].numpy(), trial.angle[end - 3:end + 1], rtol=1e-6)
+    np.testing.assert_allclose(batch.force[1].numpy(), trial.force[end - 3:end + 1].T,
+                               rtol=1e-5)
+    # the flexor's envelope follows the force it drove in the simulation
+    r = np.corrcoef(trial.excitation[50:, 0], trial.force[50:, 0])[0, 1]
+    assert r > 0.7
+
+
+def test_sessions_with_wrong_channels_or_joint_are_refused(preset, recording, conditioning):
+    renamed = dataclasses.replace(recording, channel_names=["F", "X"])
+    with pytest.raises(ds.DataError, match="missing EMG channel.*E.*expected F, E, got F, X"):
+        train_on_recordings([renamed], ["bad.bag"], preset, SMALL, conditioning)
+    other_joint = dataclasses.replace(recording, joint_name="elbow")
+    cal = ds.session_calibration(recording, preset, conditioning, "toy-1")
+    with pytest.raises(ds.DataError, match="joint 'elbow'"):
+        ds.make_trial(other_joint, preset, conditioning, cal, "elbow.bag")
+
+
+def test_too_little_data_is_refused(preset, conditioning):
+    short = toy_recording(preset, 4.0, seed=3)
+    with pytest.raises(ds.DataError, match="too little training data"):
+        train_on_recordings([short], ["short.bag"], preset, SMALL, conditioning)
+
+
+# --- model and physics -------------------------------------------------------------------------
+
+def test_model_is_causal_and_shift_consistent():
+    settings = ModelSettings(hidden=8, kernel=3, levels=3, horizon=4)
+    window = window_length(settings)
+    assert window == receptive_field(3, 3) - 1 + 4 == 18
+    torch.manual_seed(0)
+    model = PICNN(2, 2, settings, force_scale=torch.tensor([10.0, 20.0])).eval()
+    x = torch.rand(1, 2, window + 1)
+    with torch.no_grad():
+        early, late = model(x[..., :-1]), model(x[..., 1:])
+        assert early.shape == (1, 3, 4)
+        assert torch.all(early[:, 1:] >= 0)
+        # the same instants predicted from overlapping windows are identical
+        torch.testing.assert_close(early[..., 1:], late[..., :-1])
+        bumped = x[..., 1:].clone()
+        bumped[..., -1] += 1.0
+        changed = model(bumped) - late
+    assert torch.all(changed[..., :-1] == 0) and torch.any(changed[..., -1] != 0)
+
+
+def test_physics_residual_is_near_zero_on_truth_and_large_on_corrupted(preset, recording,
+                                                                       conditioning):
+    cal = ds.session_calibration(recording, preset, conditioning, "toy-1")
+    trial = ds.make_trial(recording, preset, conditioning, cal, "toy-1")
+    windows = ds.WindowSet([trial], [[(0, len(trial))]], window=18, horizon=6)
+    batch = windows.batch(torch.arange(len(windows)))
+    terms = PhysicsTerms(preset, trial.dt, SMALL.loss)
+    torque = preset.muscle_torque(trial.force, trial.angle)
+    scale = float(np.std(torque))
+    truth = float(terms.residual(batch.angle, batch.force).pow(2).mean().sqrt())
+    rng = torch.Generator().manual_seed(0)
+    noisy_angle = batch.angle + 0.002 * torch.randn(batch.angle.shape, generator=rng)
+    wrong_force = batch.force * torch.tensor([[1.3], [0.8]])
+    assert truth < 0.03 * scale
+    assert float(terms.residual(noisy_angle, batch.force).pow(2).mean().sqrt()) > 5 * truth
+    assert float(terms.residual(batch.angle, wrong_force).pow(2).mean().sqrt()) > 5 * truth
+    # the same on whole trajectories (the metric used for every method)
+    assert rms(physics_residual(preset, trial.angle, trial.force, trial.dt)) < 0.03 * scale
+
+
+def test_regression_metrics():
+    truth = np.sin(np.linspace(0, 6, 200))
+    perfect = regression(truth, truth)
+    assert perfect["rmse"] == 0 and perfect["r2"] == 1 and perfect["r"] == pytest.approx(1)
+    shifted = regression(truth + 0.1, truth)
+    assert shifted["rmse"] == pytest.approx(0.1)
+    assert shifted["nrmse"] == pytest.approx(0.1 / np.ptp(truth))
+    assert shifted["r"] == pytest.approx(1) and shifted["r2"] < 1
+
+
+# --- training ------------------------------------------------------------------------------------
+
+def test_tiny_training_run_learns_the_mapping(trained):
+    history = trained.result.history
+    assert history[-1]["train_loss"] < 0.3 * history[0]["train_loss"]
+    assert trained.result.best_val_loss < 0.5 * history[0]["val_loss"]
+    val = trained.meta["metrics"]["validation"]
+    assert val["angle"]["r"] > 0.9
+    assert all(m["r"] > 0.8 for m in val["force"].values())
+    assert trained.meta["training"]["mode"] == "forces supervised"
+
+
+def test_training_is_deterministic_for_a_seed(preset, recording, conditioning):
+    quick = SMALL.replace("optim", max_epochs=2)
+    first = train_on_recordings([recording], ["toy-1"], preset, quick, conditioning)
+    second = train_on_recordings([recording], ["toy-1"], preset, quick, conditioning)
+    for a, b in zip(first.result.model.state_dict().values(),
+                    second.result.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert first.meta["training"]["data_hash"] == second.meta["training"]["data_hash"]
+
+
+def test_unlabelled_forces_mode_learns_bounded_parameters(preset, conditioning):
+    angle_only = toy_recording(preset, 20.0, seed=2, forces=False)
+    quick = SMALL.replace("optim", max_epochs=3)
+    trained = train_on_recordings([angle_only], ["angle-only"], preset, quick, conditioning)
+    assert trained.meta["training"]["mode"] == "forces unlabelled"
+    learned = trained.meta["physics"]["learned"]
+    assert set(learned) == {"strength", "fiber_length", "tendon_slack"}
+    assert all(0.5 <= g <= 2.5 for g in learned["strength"])
+    assert all(0.8 <= s <= 1.2 for s in learned["fiber_length"] + learned["tendon_slack"])
+    assert any(g != 1.0 for g in learned["strength"])  # the Hill term moved them
+    assert "force" in trained.result.history[-1]["val_terms"] or "hill" in (
+        trained.result.history[-1]["val_terms"])
+    assert "force" not in trained.result.history[-1]["val_terms"]
+
+
+# --- export and inference ------------------------------------------------------------------------
+
+def test_exported_model_gives_the_in_memory_outputs(trained, saved, preset, recording,
+                                                    conditioning):
+    loaded = load_model(saved)
+    assert loaded.channel_names == ["F", "E"] and loaded.muscle_names == ["flexor", "extensor"]
+    assert loaded.window == 18 and loaded.model_rate == 100.0 and loaded.sample_rate == 1000.0
+    trial = ds.make_trial(recording, loaded.preset, loaded.conditioner_settings,
+                          loaded.calibration, "toy-1")
+    offline = estimate_offline(loaded, trial.excitation, trial.baseline)
+    in_memory = estimate_offline(trained.estimator, trial.excitation, trial.baseline)
+    for key in offline:
+        np.testing.assert_allclose(offline[key], in_memory[key], rtol=1e-5, atol=1e-6)
+    with torch.no_grad():  # the eager network, before scripting
+        x = torch.as_tensor(trial.inputs[:18].T[None], dtype=torch.float32)
+        eager = trained.result.model(x)[0, 0, -1].item()
+    assert offline["angle"][0] == pytest.approx(eager, abs=1e-5)
+    # predict() on one window equals the offline estimate for that window's last sample
+    loaded.baseline = trial.baseline
+    for j in (0, 137):
+        est = loaded.predict(trial.excitation[j:j + 18])
+        assert offline["index"][j] == j + 17
+        assert est.angle == pytest.approx(offline["angle"][j], abs=1e-6)
+        np.testing.assert_allclose(est.force, offline["force"][j], rtol=1e-6)
+        np.testing.assert_allclose(est.moment, preset.moment_arms(est.angle) * est.force)
+        assert est.net_moment == pytest.approx(est.moment.sum())
+        assert np.all((est.activation >= 0) & (est.activation <= 1))
+    with pytest.raises(ValueError, match="baseline must hold 2 finite values"):
+        loaded.baseline = [0.1]
+    empty = estimate_offline(loaded, trial.excitation[:17])
+    assert len(empty["index"]) == 0 and empty["force"].shape == (0, 2)
+
+
+def test_loading_refuses_other_channels_and_broken_files(saved, tmp_path):
+    loaded = load_model(saved)
+    with pytest.raises(ModelError, match=r"expects EMG channels \['F', 'E'\].*got \['E', 'F'\]"):
+        loaded.check_channels(["E", "F"])
+    loaded.check_channels(["F", "E"])
+
+    def copy(name):
+        target = tmp_path / name
+        target.mkdir()
+        for f in (META_FILE, WEIGHTS_FILE):
+            (target / f).write_bytes((saved / f).read_bytes())
+        return target
+
+    truncated = copy("truncated")
+    data = (truncated / WEIGHTS_FILE).read_bytes()
+    (truncated / WEIGHTS_FILE).write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelError, match=r"model\.pt: truncated.*weights\.bytes"):
+        load_model(truncated)
+
+    corrupt = copy("corrupt")
+    flipped = bytearray(data)
+    flipped[len(flipped) // 2] ^= 0xFF
+    (corrupt / WEIGHTS_FILE).write_bytes(bytes(flipped))
+    with pytest.raises(ModelError, match=r"model\.pt: corrupt.*sha256"):
+        load_model(corrupt)
+
+    meta = yaml.safe_load((saved / META_FILE).read_text())
+    for name, change, pattern in (
+            ("schema", {"schema": "emg_msk_ros/model/0"}, "schema version mismatch"),
+            ("window", {"window": 30}, "field 'window'"),
+            ("channels", {"channel_names": ["F", "X"]}, "field 'channel_names'"),
+            ("rate", {"model_rate": "fast"}, "field 'model_rate': must be float")):
+        broken = copy(name)
+        (broken / META_FILE).write_text(yaml.safe_dump({**meta, **change}))
+        with pytest.raises(ModelError, match=pattern):
+            read_model_dir(broken)
+    missing = copy("missing")
+    (missing / META_FILE).write_text(yaml.safe_dump(
+        {k: v for k, v in meta.items() if k != "calibration"}))
+    with pytest.raises(ModelError, match="field 'calibration': is missing"):
+        read_model_dir(missing)
+    with pytest.raises(ModelError, match="nowhere: no such model folder"):
+        load_model(tmp_path / "nowhere")
+    no_weights = copy("no_weights")
+    (no_weights / WEIGHTS_FILE).unlink()
+    with pytest.raises(ModelError, match=r"model\.pt: weights file missing"):
+        load_model(no_weights)
+
+
+# --- command line --------------------------------------------------------------------------------
+
+def test_train_and_evaluate_commands_on_session_bags(preset, recording, tmp_path, capsys):
+    from emg_msk_ros.cli import main
+    from emg_msk_ros.io.session_bag import write_recording
+
+    train_bag = write_recording(tmp_path / "train", recording)
+    test_bag = write_recording(tmp_path / "test", toy_recording(preset, 12.0, seed=7))
+    config = tmp_path / "training.yaml"
+    settings = SMALL.replace("optim", max_epochs=4).to_mapping()
+    config.write_text(yaml.safe_dump({"schema": "emg_msk_ros/training/1", "training": settings}))
+    model = tmp_path / "model"
+    code = main(["train", "--data", str(train_bag), "--out", str(model), "--preset",
+                 str(preset.path), "--config", str(config), "--seed", "3", "--no-progress"])
+    assert code == 0
+    meta = yaml.safe_load((model / META_FILE).read_text())
+    assert meta["training"]["seed"] == 3
+    assert meta["training"]["command"].startswith(f"emg-msk train --data {train_bag} --out ")
+    assert "--seed 3" in meta["training"]["command"]
+    capsys.readouterr()
+    plots = tmp_path / "plots"
+    code = main(["evaluate", "--model", str(model), "--data", str(test_bag), "--recalibrate",
+                 "--plots", str(plots), "--json"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    metrics = report["metrics"]
+    assert metrics["angle"]["r"] > 0.5
+    assert set(metrics["force"]) == {"flexor", "extensor"} and "moment" in metrics
+    assert metrics["physics_residual_rms"] > 0
+    assert sorted(p.name for p in plots.iterdir()) == ["angle.png", "forces.png", "moment.png"]
+    # a session with other channels and an existing output folder are refused with a reason
+    other = write_recording(tmp_path / "other",
+                            dataclasses.replace(recording, channel_names=["A", "B"]))
+    assert main(["evaluate", "--model", str(model), "--data", str(other)]) == 2
+    assert "missing EMG channel(s) F, E" in capsys.readouterr().err
+    assert main(["train", "--data", str(train_bag), "--out", str(model), "--preset",
+                 str(preset.path), "--no-progress"]) == 2
+    assert "exists and is not empty" in capsys.readouterr().err
+
+
+def test_training_settings_are_validated(tmp_path):
+    from emg_msk_ros.learning.settings import load_training_settings
+    from emg_msk_ros.signal.config import ConfigError
+
+    assert load_training_settings() == TrainingSettings()  # config/training.yaml = defaults
+    path = tmp_path / "training.yaml"
+    for training, pattern in (
+            ({"loss": {"physic_weight": 1.0}}, r"training\.loss: unknown.*physic_weight"),
+            ({"model": {"horizon": 2}}, r"training\.model\.horizon must be in 3\.\.100"),
+            ({"optim": {"batch_size": "big"}}, r"training\.optim\.batch_size must be an integer")):
+        path.write_text(yaml.safe_dump({"schema": "emg_msk_ros/training/1", "training": training}))
+        with pytest.raises(ConfigError, match=pattern):
+            load_training_settings(path)
