@@ -25,20 +25,13 @@ import time
 import numpy as np
 from scipy import signal
 
+from emg_msk_ros.benchmarking import pin_one_core
 from emg_msk_ros.signal import Conditioner, ConditioningSettings, compute_calibration
 from emg_msk_ros.signal.conditioner import condition_offline
 from emg_msk_ros.signal.synthetic import modulated_noise
 
 TARGET_REALTIME = 100.0
 TARGET_RATIO_OFFLINE = 3.0
-
-
-def _pin_one_core() -> str:
-    if hasattr(os, "sched_setaffinity"):
-        core = min(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, {core})
-        return f"pinned to CPU {core}"
-    return "not pinned"
 
 
 def _stream(conditioner: Conditioner, emg: np.ndarray, chunk: int) -> None:
@@ -160,7 +153,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
     args = parser.parse_args(argv)
-    pinning = _pin_one_core()
+    pinning = pin_one_core()
     result = measure(args.duration, args.channels, args.rate, args.chunk, args.repeats)
     result["pinning"] = pinning
     result["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs"

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import time
 
 import numpy as np
 from scipy import optimize
 
+from emg_msk_ros.benchmarking import pin_one_core
 from emg_msk_ros.physics.baseline import EmgDrivenModel, calibrate
 from emg_msk_ros.physics.forward import simulate_forward
 from emg_msk_ros.physics.inverse import inverse_dynamics
@@ -35,14 +35,6 @@ from emg_msk_ros.physics.simulate import simulate_session
 from emg_msk_ros.physics.static_opt import static_optimization, torque_coefficients
 
 WINDOW = 10  # samples per estimate of the baseline (10 ms at 1 kHz)
-
-
-def _pin_one_core() -> str:
-    if hasattr(os, "sched_setaffinity"):
-        core = min(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, {core})
-        return f"pinned to CPU {core}"
-    return "not pinned"
 
 
 def _timed(function):
@@ -134,7 +126,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--baseline-steps", type=int, default=5000)
     parser.add_argument("--slsqp-frames", type=int, default=200)
     args = parser.parse_args(argv)
-    pinned = _pin_one_core()
+    pinned = pin_one_core()
     rows = [measure_preset(name.strip(), args.duration, args.baseline_steps, args.slsqp_frames)
             for name in args.presets.split(",") if name.strip()]
     if args.json:
