@@ -14,7 +14,7 @@ step the estimate holds:
   (3 theta_k - 4 theta_k-1 + theta_k-2) / (2 dt), dt = 1 / model rate;
 - ``force`` (N) per muscle: the network's force output;
 - ``moment`` (N·m) per muscle r_i(theta)·F_i, with the preset's moment arms, and their sum
-  ``net_moment``;
+  ``net_moment`` (theta limited to the joint's range for the muscle geometry);
 - ``activation`` per muscle: derived, not predicted: the preset's Hill model inverted at the
   estimated angle and velocity, a = (F - F(a=0)) / (F(a=1) - F(a=0)), clipped to [0, 1]
   (with the learned strength and length factors when the model has them); 0 where the muscle
@@ -87,7 +87,8 @@ def finish_outputs(output: np.ndarray, preset: Preset, muscles: MuscleSet, dt: f
     angle = output[:, 0, -1]
     velocity = (3.0 * angle - 4.0 * output[:, 0, -2] + output[:, 0, -3]) / (2.0 * dt)
     force = output[:, 1:, -1]
-    lengths, arms = hill.geometry(muscles, angle)
+    # muscle geometry is only defined (fitted) over the joint's range
+    lengths, arms = hill.geometry(muscles, preset.clip_angle(angle))
     moment = arms * force
     activation = hill_activation(muscles, preset.curves, force, lengths, arms, velocity)
     return {"angle": angle, "velocity": velocity, "activation": activation,
@@ -120,7 +121,6 @@ class Estimator:
             self._frozen = torch.jit.freeze(model.module)
         self._input = torch.zeros(1, len(self.channel_names), self.window)
         self._input_np = self._input.numpy()  # shares memory with self._input
-
 
     @property
     def baseline(self) -> np.ndarray:
