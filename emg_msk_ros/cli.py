@@ -48,6 +48,7 @@ def _run_bench(argv: Sequence[str]) -> int:
     spec = importlib.util.spec_from_file_location(f"emg_msk_bench_{name.replace('-', '_')}",
                                                   available[name])
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
     spec.loader.exec_module(module)
     return int(module.main(list(argv[1:])) or 0)
 
