@@ -23,6 +23,8 @@ from emg_msk_ros.learning.inference import load_model
 from emg_msk_ros.msg import EmgArray
 from emg_msk_ros.nodes.common import resolve_model, sensor_qos
 from emg_msk_ros.paths import config_path
+from emg_msk_ros.physics.preset import load_preset
+from emg_msk_ros.physics.simulate import simulate_session
 from emg_msk_ros.runner import NODE_CLASSES, Graph, GraphError, load_config
 
 MODEL = os.environ.get("EMG_MSK_MODEL", "knee")
@@ -109,11 +111,11 @@ def wait_for_line(process, text: str, timeout: float) -> str:
 
 def test_ctrl_c_stops_the_run_cleanly_with_zero_torque_last(tmp_path, rclpy_context, executor):
     estimator = load_model(resolve_model(MODEL))
-    rng = np.random.default_rng(5)  # 8 s of noise-like EMG on the model's channels
-    emg = rng.standard_normal((int(8 * estimator.sample_rate), len(estimator.channel_names)))
-    session = write_recording(tmp_path / "session", Recording(
-        emg=emg * 3e-4, sample_rate=estimator.sample_rate,
-        channel_names=estimator.channel_names), chunk_size=10)
+    # 8 s of simulated knee EMG, so the estimate stays inside the joint's range and the
+    # range-of-motion gate lets the assist torque through.
+    assert estimator.sample_rate == 2000.0  # the simulator's default EMG rate
+    session = write_recording(tmp_path / "session", simulate_session(
+        load_preset("knee"), 8.0, seed=5, kin_rate=100.0), chunk_size=10)
     config = yaml.safe_load(config_path("pipeline.yaml").read_text())
     for name in ("emg_conditioner", "msk_estimator"):
         config[name]["ros__parameters"]["model"] = str(estimator.path)
