@@ -1,0 +1,109 @@
+"""The real-data benchmark (benchmarks/real_knee.py) on the UCI files copied into test/data.
+
+The plausibility test trains the PI-CNN exactly as the benchmark does (its protocol settings)
+on the first two thirds of a real seated knee-extension recording (angle labels only) and checks
+the forces it estimates on the last third: non-negative, below each muscle's maximum isometric
+force, and the knee extensors working harder while the leg is held extended than while it hangs
+flexed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emg_msk_ros.cli import main as cli_main
+from emg_msk_ros.io.uci import load_uci_file
+from emg_msk_ros.learning.dataset import session_baseline
+from emg_msk_ros.learning.model import window_length
+from emg_msk_ros.paths import share_dir
+
+UCI_FOLDER = Path(__file__).resolve().parent / "data" / "uci_lower_limb"
+PLAUSIBILITY_FILE = "N_TXT/1Nsen.txt.gz"  # the first seated file of the copied normal subjects
+
+
+@pytest.fixture(scope="module")
+def bench():
+    """benchmarks/real_knee.py as a module (it is loaded by path, like ``emg-msk bench``)."""
+    path = share_dir() / "benchmarks" / "real_knee.py"
+    spec = importlib.util.spec_from_file_location("real_knee_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+def test_split_keeps_train_and_test_windows_apart(bench):
+    settings, conditioning = bench.protocol_settings()
+    recording = load_uci_file(UCI_FOLDER / "N_TXT" / "3Nsen.txt.gz")
+    window = window_length(settings.model)
+    setup = bench.prepare_file(recording, bench.load_preset("knee"), conditioning, window)
+    n = len(setup.trial)
+    decimation = round(recording.sample_rate / conditioning.output_rate_hz)
+    assert setup.cut == int(2 * n // 3)
+    # training part: raw samples before the first test sample's block only
+    assert setup.train.emg.shape[0] == setup.cut * decimation
+    assert setup.train.angle.shape[0] == setup.cut * decimation
+    # the networks' resting level comes from the training part alone
+    np.testing.assert_array_equal(setup.trial.baseline,
+                                  session_baseline(setup.trial.excitation[:setup.cut]))
+    # the test part's estimates start once a whole window lies inside it
+    assert setup.test_segment == [(setup.cut, n)]
+    # the standing posture moves the gravity term, the seated one keeps the preset's
+    assert setup.preset.joint.hang_angle == pytest.approx(1.6039)
+    standing = bench.posture_preset(setup.preset, "pie")
+    assert standing.joint.hang_angle == 0.0 and standing.muscles is setup.preset.muscles
+
+
+def test_tiers_and_duplicates(bench):
+    kept, dropped = bench.select_files(UCI_FOLDER)
+    names = {bench.file_stem(r) for r in kept}
+    assert "2Nsen" not in names and {"1Nsen", "3Nsen", "1Nmar", "1Apie"} <= names
+    assert dropped == [{"file": "2Nsen.txt.gz", "reason": "duplicate recording of 1Nsen"}]
+    tiers = {bench.file_stem(r): bench.tier_of(r.metadata) for r in kept}
+    assert tiers["1Nsen"] == "sen" and tiers["1Nmar"] == "hard" and tiers["1Apie"] == "hard"
+
+
+def test_quick_run_writes_the_json_report(tmp_path, capsys):
+    out_json = tmp_path / "real_knee.json"
+    code = cli_main(["bench", "real-knee", "--data", str(UCI_FOLDER), "--quick",
+                     "--json", str(out_json), "--out", str(tmp_path / "plots")])
+    assert code == 0
+    report = json.loads(out_json.read_text())
+    assert report["quick"] is True and report["methods"] == ["pi_cnn", "cnn", "physics"]
+    assert set(report["tiers"]) == {"sen", "pie", "hard"}
+    assert report["tiers"]["pie"]["files"] == []  # no normal pie file among the test copies
+    assert report["dropped"][0]["file"] == "2Nsen.txt.gz"
+    assert {f["tier"] for f in report["files"]} == {"sen", "hard"}  # first file of each tier
+    scored = [f for f in report["files"] if "excluded" not in f]
+    assert all(isinstance(f["excluded"], str) and f["excluded"]
+               for f in report["files"] if f not in scored)
+    assert any(f["tier"] == "sen" for f in scored)
+    for entry in scored:
+        assert entry["train_s"] > entry["test_s"] > 0
+        for method in ("pi_cnn", "cnn", "physics"):
+            metrics = entry["methods"][method]
+            assert {"rmse_deg", "r", "r2", "physics_residual_rms", "plausibility"} <= set(metrics)
+            assert metrics["rmse_deg"] > 0
+    sen = report["tiers"]["sen"]
+    assert sen["methods"]["pi_cnn"]["files"] == 1
+    assert set(sen["methods"]["pi_cnn"]["rmse_deg"]) == {"median", "min", "max"}
+    assert set(report["targets"]) == {"pi_cnn_median_rmse_deg_le_8", "pi_cnn_median_r_ge_0.9",
+                                      "pi_cnn_rmse_le_cnn"}
+    plotted = {t for t, summary in report["tiers"].items() if summary["median_file"]}
+    assert sorted(report["plots"]) == sorted(str(tmp_path / "plots" / f"real_knee_{t}.png")
+                                             for t in plotted)
+    assert all(Path(p).stat().st_size > 0 for p in report["plots"])
+    assert "targets (primary tier sen)" in capsys.readouterr().err
+
+
+def test_missing_data_folder_is_a_clear_error(tmp_path, capsys):
+    code = cli_main(["bench", "real-knee", "--data", str(tmp_path / "nowhere"), "--quick"])
+    assert code == 2
+    assert "nowhere" in capsys.readouterr().err
