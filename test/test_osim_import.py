@@ -32,8 +32,9 @@ def test_fit_recovers_a_polynomial_and_its_derivative():
 
 @pytest.fixture(scope="module")
 def opensim_models():
-    """The copied .osim files; the tests using them need the opensim package."""
-    pytest.importorskip("opensim")
+    """The copied .osim files; the tests using them need the opensim package (set-up
+    installs it), imported the way the importer does so the environment stays intact."""
+    osim_import._opensim()
     return MODELS
 
 

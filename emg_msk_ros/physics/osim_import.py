@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import shlex
 import sys
 import textwrap
@@ -74,11 +75,19 @@ class ModelSample:
 
 
 def _opensim():
+    saved = os.environ.get("LD_LIBRARY_PATH")
     try:
         import opensim
     except ModuleNotFoundError as exc:
         raise OsimImportError("the OpenSim Python package is needed: pip install opensim==4.6"
                            ) from exc
+    finally:
+        # opensim's __init__ overwrites LD_LIBRARY_PATH (its own libraries are loaded by then);
+        # restore it so processes started later (ROS nodes) still find theirs.
+        if saved is None:
+            os.environ.pop("LD_LIBRARY_PATH", None)
+        else:
+            os.environ["LD_LIBRARY_PATH"] = saved
     opensim.Logger.setLevelString("error")
     return opensim
 
