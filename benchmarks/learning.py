@@ -31,6 +31,7 @@ rate; median and p99 over repeated calls after a warm-up. Training time is wall-
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import sys
@@ -53,6 +54,7 @@ from emg_msk_ros.physics.baseline import EmgDrivenModel, calibrate
 from emg_msk_ros.physics.motions import MotionSettings
 from emg_msk_ros.physics.preset import Preset, load_preset
 from emg_msk_ros.physics.simulate import simulate_session
+from emg_msk_ros.physics.synth_emg import EmgSynthSettings
 from emg_msk_ros.signal.config import load_settings
 
 TRAIN_SPEED = 1.5  # rad/s, fastest movement in training and "plenty"/"little" test sessions
@@ -77,10 +79,17 @@ def motion(kind: str) -> MotionSettings:
     return MotionSettings(regime="mixed", max_speed=TRAIN_SPEED)
 
 
+def simulator_tag(kind: str) -> str:
+    """Short hash of the simulator's settings for sessions of ``kind`` (motion and EMG, with
+    their defaults), so that cached bags from other settings are not reused."""
+    settings = repr((motion(kind), EmgSynthSettings()))
+    return hashlib.sha256(settings.encode()).hexdigest()[:8]
+
+
 def session(preset: Preset, work: Path, spec: tuple[float, int, str]) -> Recording:
     """A simulated session, read from the bag cache or simulated and written there first."""
     duration, seed, kind = spec
-    path = work / f"{preset.name}-{kind}-{duration:g}s-seed{seed}"
+    path = work / f"{preset.name}-{kind}-{duration:g}s-seed{seed}-{simulator_tag(kind)}"
     if not path.exists():
         write_recording(path, simulate_session(preset, duration, seed, motion=motion(kind)))
     return read_recording(path)

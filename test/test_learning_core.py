@@ -19,7 +19,7 @@ from scipy import signal
 from emg_msk_ros.io.recording import Recording
 from emg_msk_ros.learning import dataset as ds
 from emg_msk_ros.learning.export import META_FILE, WEIGHTS_FILE, ModelError, read_model_dir
-from emg_msk_ros.learning.inference import estimate_offline, load_model
+from emg_msk_ros.learning.inference import NewestSteps, estimate_offline, load_model
 from emg_msk_ros.learning.loss import PhysicsTerms
 from emg_msk_ros.learning.metrics import physics_residual, regression, rms
 from emg_msk_ros.learning.model import PICNN, receptive_field, window_length
@@ -177,6 +177,23 @@ def test_model_is_causal_and_shift_consistent():
         bumped[..., -1] += 1.0
         changed = model(bumped) - late
     assert torch.all(changed[..., :-1] == 0) and torch.any(changed[..., -1] != 0)
+
+
+@pytest.mark.parametrize("kernel, levels", [(3, 3), (5, 4), (2, 6)])
+def test_numpy_live_path_equals_the_network(kernel, levels):
+    settings = ModelSettings(hidden=8, kernel=kernel, levels=levels, horizon=5)
+    torch.manual_seed(kernel + levels)
+    model = PICNN(3, 2, settings, angle_mean=0.4, angle_scale=0.7,
+                  force_scale=torch.tensor([10.0, 20.0])).eval()
+    live = NewestSteps(model.state_dict(), 3)
+    assert live.inputs == receptive_field(kernel, levels) + 2
+    x = torch.rand(4, 3, model.window)
+    with torch.no_grad():
+        expected = model(x)[..., -3:].numpy()
+    for b in range(4):  # a window longer than needed: only its newest samples count
+        np.testing.assert_allclose(live(x[b].numpy()), expected[b:b + 1], rtol=1e-5, atol=1e-6)
+    shorter = x[0, :, -live.inputs:].numpy()
+    np.testing.assert_allclose(live(shorter), expected[:1], rtol=1e-5, atol=1e-6)
 
 
 def test_physics_residual_is_near_zero_on_truth_and_large_on_corrupted(preset, recording,

@@ -13,7 +13,7 @@ from scipy import signal
 from emg_msk_ros.io.session_bag import read_recording
 from emg_msk_ros.physics import simulate
 from emg_msk_ros.physics.inverse import inverse_dynamics
-from emg_msk_ros.physics.motions import MotionSettings
+from emg_msk_ros.physics.motions import MotionSettings, simulate_motion
 from emg_msk_ros.physics.preset import load_preset
 
 
@@ -90,6 +90,20 @@ def test_speed_regimes():
     peak = [np.percentile(np.abs(r.velocity), 99) for r in (slow, fast, capped)]
     assert peak[1] > 2 * peak[0]
     assert peak[2] < 1.2 * 0.8
+
+
+def test_motor_noise_grows_with_the_excitation_and_spares_relaxed_muscles():
+    preset = load_preset("knee")
+    rng = np.random.default_rng(3)
+    quiet, _ = simulate_motion(preset, 3.0, 1e-3, np.random.default_rng(3),
+                               MotionSettings(excitation_noise=0.0))
+    noisy, _ = simulate_motion(preset, 3.0, 1e-3, rng, MotionSettings(excitation_noise=0.05))
+    rest = slice(0, 400)  # every trial starts relaxed (>= 0.5 s) at the tone, 0.02
+    assert np.allclose(quiet.excitation[rest], 0.02, atol=1e-3)
+    wobble = np.std(noisy.excitation[rest] - quiet.excitation[rest])
+    assert 0.0 < wobble < 0.05 * 0.02 * 1.5  # about 5 % of the tone, not of full excitation
+    with pytest.raises(ValueError, match="excitation_noise"):
+        MotionSettings(excitation_noise=-0.1)
 
 
 def cli_args(tmp_path, **extra):

@@ -78,7 +78,8 @@ def session_baseline(excitation: np.ndarray) -> np.ndarray:
 
 def model_input(excitation: np.ndarray, baseline: np.ndarray) -> np.ndarray:
     """Excitation (..., C) with the baseline (C,) removed, clipped to [0, 1]."""
-    return np.clip(excitation - baseline, 0.0, 1.0)
+    excitation = np.asarray(excitation)
+    return np.clip(excitation - np.asarray(baseline, dtype=excitation.dtype), 0.0, 1.0)
 
 
 def channel_columns(recording: Recording, channel_names: Sequence[str], where: str) -> list[int]:

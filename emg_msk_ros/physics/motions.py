@@ -44,7 +44,10 @@ class MotionSettings:
     margin: float = 0.1  # fraction of the joint range kept clear at each end
     cocontraction: float = 0.3  # largest co-contraction activation level
     tone: float = 0.02  # resting excitation of every muscle
-    excitation_noise: float = 0.01  # s.d. of the low-pass (10 Hz) noise on the excitations
+    # signal-dependent motor noise (Harris & Wolpert, Nature 394:780, 1998): low-pass (10 Hz)
+    # noise on each excitation whose s.d. is this fraction of the excitation, so relaxed
+    # muscles stay quiet
+    excitation_noise: float = 0.03
 
     def __post_init__(self) -> None:
         if self.regime not in REGIMES:
@@ -54,6 +57,8 @@ class MotionSettings:
             raise ValueError(f"max_speed must be > 0 rad/s, got {self.max_speed}")
         if not 0.0 <= self.margin < 0.5:
             raise ValueError(f"margin must be in [0, 0.5), got {self.margin}")
+        if self.excitation_noise < 0:
+            raise ValueError(f"excitation_noise must be >= 0, got {self.excitation_noise}")
 
     @property
     def speeds(self) -> tuple[float, float]:
@@ -218,7 +223,7 @@ def track(preset: Preset, reference: Reference, dt: float, rng: np.random.Genera
         correction = reference.engaged[i] * (kp * error + kd * d_error)
         target = np.minimum(np.maximum(feedforward[j] + correction * direction[j], 0.0), 1.0)
         gain = np.where(target > state, gain_up, gain_down)
-        u = state + gain * (target - state) + noise[i] * (0.5 + target)
+        u = state + gain * (target - state) + noise[i] * target
         u = excitation[i] = np.minimum(np.maximum(u, 0.0), 1.0)
         step = integrator.step(u)
         state = step.activation
