@@ -184,7 +184,8 @@ def test_numpy_live_path_equals_the_network(kernel, levels):
     settings = ModelSettings(hidden=8, kernel=kernel, levels=levels, horizon=5)
     torch.manual_seed(kernel + levels)
     model = PICNN(3, 2, settings, angle_mean=0.4, angle_scale=0.7,
-                  force_scale=torch.tensor([10.0, 20.0])).eval()
+                  force_scale=torch.tensor([10.0, 20.0]),
+                  input_gain=torch.tensor([30.0, 1.0, 8.0])).eval()
     live = NewestSteps(model.state_dict(), 3)
     assert live.inputs == receptive_field(kernel, levels) + 2
     x = torch.rand(4, 3, model.window)
@@ -236,6 +237,11 @@ def test_tiny_training_run_learns_the_mapping(trained):
     assert val["angle"]["r"] > 0.9
     assert all(m["r"] > 0.8 for m in val["force"].values())
     assert trained.meta["training"]["mode"] == "forces supervised"
+    # the network's input gain brings each channel to unit spread over the training windows
+    gain = np.asarray(trained.meta["normalisation"]["input_gain"])
+    inputs = trained.estimator.module.input_gain.flatten().numpy()
+    np.testing.assert_allclose(gain, inputs, rtol=1e-6)
+    assert np.all((gain > 1.0) & (gain < 1.0 / ds.MIN_INPUT_SPREAD))
 
 
 def test_training_is_deterministic_for_a_seed(preset, recording, conditioning):

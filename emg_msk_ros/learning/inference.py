@@ -129,10 +129,11 @@ class NewestSteps:
         self.head = array("head.weight")[:, :, 0], array("head.bias")[:, None]
         self.angle_mean, self.angle_scale = float(state["angle_mean"]), float(state["angle_scale"])
         self.force_scale = array("force_scale")  # (M, 1)
+        self.input_gain = array("input_gain")  # (C, 1)
 
     def __call__(self, window: np.ndarray) -> np.ndarray:
         """Raw output (1, 1 + M, steps) for one window (C, >= inputs) of network input."""
-        h = window[:, -self.inputs:]
+        h = window[:, -self.inputs:] * self.input_gain
         for weight, bias, dilation, kernel in self.layers:
             n = h.shape[1] - (kernel - 1) * dilation
             taps = np.concatenate([h[:, j * dilation:j * dilation + n] for j in range(kernel)])

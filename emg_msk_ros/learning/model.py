@@ -11,8 +11,10 @@ that end at it (R = receptive field). Hence W = R - 1 + K, and predictions for t
 from two overlapping windows are identical: K consecutive outputs form one trajectory that
 can be differentiated in time (velocity, acceleration) for the equation of motion.
 
-Scaling lives inside the module (angle = mean + scale·z, force = F_scale·softplus(z)), so the
-exported TorchScript gives physical units directly.
+Scaling lives inside the module (input x·g per channel, angle = mean + scale·z,
+force = F_scale·softplus(z)), so the exported TorchScript takes excitations and gives physical
+units directly. The input gain g (default 1) brings the excitations, mostly a few hundredths
+of full activation, to unit spread, which the optimiser needs to learn at a common rate.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ class PICNN(nn.Module):
 
     def __init__(self, n_channels: int, n_muscles: int, settings: ModelSettings,
                  angle_mean: float = 0.0, angle_scale: float = 1.0,
-                 force_scale: torch.Tensor | None = None) -> None:
+                 force_scale: torch.Tensor | None = None,
+                 input_gain: torch.Tensor | None = None) -> None:
         super().__init__()
         if n_channels < 1 or n_muscles < 1:
             raise ValueError(f"need >= 1 channel and muscle, got {n_channels}, {n_muscles}")
@@ -63,10 +66,16 @@ class PICNN(nn.Module):
             raise ValueError(f"force_scale must have shape ({n_muscles},), "
                              f"got {tuple(scale.shape)}")
         self.register_buffer("force_scale", scale.reshape(n_muscles, 1).clone())
+        gain = torch.ones(n_channels) if input_gain is None else torch.as_tensor(
+            input_gain, dtype=torch.float32)
+        if gain.shape != (n_channels,):
+            raise ValueError(f"input_gain must have shape ({n_channels},), "
+                             f"got {tuple(gain.shape)}")
+        self.register_buffer("input_gain", gain.reshape(n_channels, 1).clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, W) excitations -> (B, 1 + M, K): angle (rad) and forces (N)."""
-        z = self.head(self.body(x))
+        z = self.head(self.body(x * self.input_gain))
         angle = self.angle_mean + self.angle_scale * z[:, :1]
         force = self.force_scale * functional.softplus(z[:, 1:])
         return torch.cat([angle, force], dim=1)
