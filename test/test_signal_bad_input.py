@@ -46,12 +46,12 @@ def test_invalid_samples_never_reach_the_filters(value, policy):
     assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
     # other channels are untouched
     np.testing.assert_array_equal(out[:, [0, 2]], clean[:, [0, 2]])
-    # outputs at raw 710..750 had a bad sample in their block (previous output, this one]
-    affected = np.arange(71, 76)
+    # outputs 70..74 (at raw 709..749) had a bad sample in their block (previous output, this one]
+    affected = np.arange(70, 75)
     if policy == "zero":
         assert np.all(out[affected, 1] == 0.0)
     else:
-        assert np.all(out[affected, 1] == out[70, 1])
+        assert np.all(out[affected, 1] == out[69, 1])
     assert not np.array_equal(out[affected, 1], clean[affected, 1])
     # afterwards the channel recovers toward the clean result
     assert abs(out[-1, 1] - clean[-1, 1]) < 0.05

@@ -3,9 +3,12 @@
 Per channel: band-pass → notch(es) → full-wave rectification → low-pass envelope → decimation
 to the model rate → normalisation to a reference (MVC) envelope → clip to [0, 1].
 
-Output sample ``k`` is the envelope at raw sample index ``k·q`` of the stream (``q`` = sample
-rate / output rate), i.e. at time ``k·q / sample_rate`` after the stream's sample 0; it depends
-only on raw samples ``0 .. k·q``. The offline path (:func:`condition_offline`,
+Output sample ``k`` is the envelope at raw sample index ``k·q + q − 1`` of the stream (``q`` =
+sample rate / output rate): the last sample of its block of ``q``, i.e. at time
+``(k·q + q − 1) / sample_rate`` after the stream's sample 0; it depends only on raw samples
+``0 .. k·q + q − 1``. Taking the block's last sample rather than its first means an output is
+due as soon as the chunk holding that sample arrives (with chunks that divide ``q``, every
+output is the newest sample of a chunk), not a chunk later. The offline path (:func:`condition_offline`,
 :func:`condition_recording`) is the streaming path run over one chunk, so training features and
 live features are computed by the same code.
 """
@@ -69,7 +72,7 @@ class ConditionerOutput:
     """Excitation for the output samples completed by one chunk.
 
     ``excitation[j]`` is output sample ``first_output_index + j``, taken at raw stream index
-    ``(first_output_index + j) · decimation``.
+    ``(first_output_index + j + 1) · decimation − 1`` (:func:`output_raw_index`).
     """
 
     excitation: np.ndarray  # (n_out, channels), 0..1 (volts when unnormalised)
@@ -78,9 +81,20 @@ class ConditionerOutput:
     report: ChunkReport
 
     @property
+    def first_raw_index(self) -> int:
+        """Raw stream sample index of the first output sample."""
+        return output_raw_index(self.first_output_index, self.decimation)
+
+    @property
     def raw_index(self) -> np.ndarray:
         """Raw stream sample index of each output sample, (n_out,)."""
-        return (self.first_output_index + np.arange(self.excitation.shape[0])) * self.decimation
+        return output_raw_index(self.first_output_index + np.arange(self.excitation.shape[0]),
+                                self.decimation)
+
+
+def output_raw_index(output_index, decimation: int):
+    """Raw stream index at which output sample ``output_index`` is taken: the last of its block."""
+    return (output_index + 1) * decimation - 1
 
 
 class _CalibrationScale:
@@ -298,7 +312,7 @@ class Conditioner:
         n = x.shape[0]
         self._next_index = start + n
         q = self.decimation
-        offset = -start % q
+        offset = (q - 1 - start) % q  # chunk position of the first output's raw sample
         first_output = (start + offset) // q
         if n == 0:
             return ConditionerOutput(self._no_output, first_output, q, self._report(events))
@@ -355,7 +369,7 @@ def condition_offline(emg: np.ndarray, sample_rate: float, channel_names: list[s
                       *, unnormalised: bool = False) -> ConditionerOutput:
     """Condition a whole recording (n, channels; V) with the streaming code, in one chunk.
 
-    Output ``j`` is at raw sample ``j·decimation``: ``ceil(n / decimation)`` outputs.
+    Output ``j`` is at raw sample ``(j + 1)·decimation − 1``: ``floor(n / decimation)`` outputs.
     """
     return Conditioner(settings, sample_rate, channel_names, calibration,
                        unnormalised=unnormalised).process(emg, 0)
