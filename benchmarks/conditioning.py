@@ -25,7 +25,7 @@ import time
 import numpy as np
 from scipy import signal
 
-from emg_msk_ros.benchmarking import pin_one_core
+from emg_msk_ros.benchmarking import pin_one_core, rerun_single_threaded
 from emg_msk_ros.signal import Conditioner, ConditioningSettings, compute_calibration
 from emg_msk_ros.signal.conditioner import condition_offline
 from emg_msk_ros.signal.synthetic import modulated_noise
@@ -126,7 +126,7 @@ def _table(r: dict) -> str:
     lines = [
         f"conditioning: {r['channels']} channels x {r['sample_rate_hz']:g} Hz, "
         f"{r['duration_s']:g} s of EMG, {r['sos_sections']} SOS sections, best CPU time of "
-        f"{r['repeats']} ({r['pinning']}, {r['machine']})",
+        f"{r['repeats']} ({r['pinning']}, one BLAS thread, {r['machine']})",
         f"{'variant':<28} {'CPU s':>8} {'wall s':>8} {'x real time':>12} {'vs sosfilt':>11}",
     ]
     lines += [f"{name:<28} {cpu:>8.4f} {wall:>8.4f} {rt:>12.0f} {ratio:>10.2f}x"
@@ -153,6 +153,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
     args = parser.parse_args(argv)
+    status = rerun_single_threaded(__file__, argv)
+    if status is not None:
+        return status
     pinning = pin_one_core()
     result = measure(args.duration, args.channels, args.rate, args.chunk, args.repeats)
     result["pinning"] = pinning

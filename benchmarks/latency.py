@@ -10,9 +10,10 @@ amplitude-modulated noise in real time, looping. Reported, over ``--duration`` s
 - ``emg/raw hop``: driver → probe, from the moment a chunk is released (its last sample's
   acquisition time): one DDS transition, the baseline measured in the same run;
 - ``estimate``: EMG stamp → ``msk/joint_states`` received. The estimate's stamp is the
-  acquisition time of the newest EMG sample it uses, which (100 Hz from 2 kHz) is the first
-  sample of a chunk: that chunk can only be released 9 samples (4.5 ms) later, so latency is
-  given both from the stamp and from the chunk's release;
+  acquisition time of the newest EMG sample it uses, the last sample of its 20-sample block,
+  which with 10-sample chunks is the last sample of a chunk: the moment that chunk is released.
+  Also given from the stamp of that chunk (the acquisition time of its first sample), which adds
+  the amplifier's own buffering of the other 9 samples (4.5 ms) that no software can remove;
 - ``command``: EMG stamp → the assist controller's output for that estimate received (its
   ``assist/state``, published with each torque command at the 200 Hz control rate; a command
   carries no stamp of its own);
@@ -202,6 +203,9 @@ def summarise(samples, window, cpu: float, rss: np.ndarray, counts: dict, estima
 
     raw = rows("emg_raw")
     joint = rows("msk_joint_states")
+    # the raw chunk holding each estimate's sample: the latest chunk stamped at or before it
+    all_raw = np.sort(samples["emg_raw"][:, 0])
+    chunk_stamp = all_raw[np.searchsorted(all_raw, joint[:, 0], side="right") - 1]
     state = rows("assist_state")
     # the controller's output for an estimate: the first assist/state carrying its stamp
     stamps, first = np.unique(state[:, 0], return_index=True)
@@ -216,8 +220,7 @@ def summarise(samples, window, cpu: float, rss: np.ndarray, counts: dict, estima
         "latency_ms": {
             "emg/raw hop (from release)": percentiles((raw[:, 1] - raw[:, 0] - release_ns) / 1e6),
             "estimate (from EMG stamp)": percentiles((joint[:, 1] - joint[:, 0]) / 1e6),
-            "estimate (from chunk release)": percentiles(
-                (joint[:, 1] - joint[:, 0] - release_ns) / 1e6),
+            "estimate (from its chunk's stamp)": percentiles((joint[:, 1] - chunk_stamp) / 1e6),
             "command (from EMG stamp)": percentiles((command[:, 1] - command[:, 0]) / 1e6),
         },
         "estimates_expected": int((window[1] - window[0]) * 1e-9 * estimator.model_rate),

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+
+THREAD_LIMITS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def pin_one_core() -> str:
@@ -12,3 +16,17 @@ def pin_one_core() -> str:
         os.sched_setaffinity(0, {core})
         return f"pinned to CPU {core}"
     return "not pinned"
+
+
+def rerun_single_threaded(script: str, argv: list[str]) -> int | None:
+    """Run ``script argv`` in a child process limited to one BLAS/OpenMP thread, unless this
+    process already is; return the child's exit status, or None in the limited process.
+
+    A numpy call over a whole array wakes OpenBLAS's worker threads, which then spin on the
+    other core and are counted in this process's CPU time; the limit only takes effect if set
+    before numpy is loaded, hence a new process.
+    """
+    if all(os.environ.get(name) == "1" for name in THREAD_LIMITS):
+        return None
+    env = dict(os.environ, **{name: "1" for name in THREAD_LIMITS})
+    return subprocess.call([sys.executable, script, *argv], env=env)

@@ -21,6 +21,7 @@ from emg_msk_ros.io.session_bag import read_recording
 from emg_msk_ros.learning.inference import estimate_offline, load_model
 from emg_msk_ros.nodes.common import resolve_model
 from emg_msk_ros.signal import condition_recording
+from emg_msk_ros.signal.conditioner import output_raw_index
 
 MODEL = os.environ.get("EMG_MSK_MODEL", "knee")
 
@@ -57,8 +58,8 @@ def test_demo_graph_output_equals_the_offline_run_without_drops(tmp_path, capsys
     live = recorded_estimates(out / "record")
     assert report["estimates"] == live["angle"].size == offline["angle"].size
     decimation = round(recording.sample_rate / estimator.model_rate)
-    expected_stamps = start_ns + np.round(offline["index"] * decimation * 1e9
-                                          / recording.sample_rate).astype(np.int64)
+    raw_index = output_raw_index(offline["index"], decimation)
+    expected_stamps = start_ns + np.round(raw_index * 1e9 / recording.sample_rate).astype(np.int64)
     np.testing.assert_array_equal(live["stamp_ns"], expected_stamps)  # no drop, no repeat
     np.testing.assert_allclose(live["angle"], offline["angle"], rtol=0, atol=1e-5)
     np.testing.assert_allclose(live["force"], offline["force"], rtol=1e-4, atol=1e-3)

@@ -188,8 +188,8 @@ def test_conditioner_output_equals_the_offline_conditioning(rclpy_context, execu
     np.testing.assert_allclose(live, expected.astype(np.float32), rtol=0, atol=1e-7)
     index = np.concatenate([m.first_sample_index + np.arange(m.num_samples) for m in got])
     np.testing.assert_array_equal(index, np.arange(expected.shape[0]))
-    for m in got:  # stamp = acquisition time of raw sample index * decimation (20)
-        raw = m.first_sample_index * 20
+    for m in got:  # stamp = acquisition time of the block's last raw sample, index 20·k + 19
+        raw = m.first_sample_index * 20 + 19
         assert m.header.stamp.sec * 10**9 + m.header.stamp.nanosec == start + round(raw * 1e9 / FS)
         assert m.unit == EmgArray.UNIT_EXCITATION and m.sample_rate == 100.0
 

@@ -46,15 +46,35 @@ def test_invalid_samples_never_reach_the_filters(value, policy):
     assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
     # other channels are untouched
     np.testing.assert_array_equal(out[:, [0, 2]], clean[:, [0, 2]])
-    # outputs at raw 710..750 had a bad sample in their block (previous output, this one]
-    affected = np.arange(71, 76)
+    # outputs 70..74 (at raw 709..749) had a bad sample in their block (previous output, this one]
+    affected = np.arange(70, 75)
     if policy == "zero":
         assert np.all(out[affected, 1] == 0.0)
     else:
-        assert np.all(out[affected, 1] == out[70, 1])
+        assert np.all(out[affected, 1] == out[69, 1])
     assert not np.array_equal(out[affected, 1], clean[affected, 1])
     # afterwards the channel recovers toward the clean result
     assert abs(out[-1, 1] - clean[-1, 1]) < 0.05
+
+
+def test_a_chunk_completing_no_output_is_checked_with_the_next_one():
+    """With 10 samples per output, a 5-sample chunk that completes none is stored; its invalid
+    samples are counted in the report of the chunk that completes the output, or before a gap."""
+    emg, _ = modulated_noise(0.1, FS, 3, seed=8)
+    emg[2, 0] = np.nan
+    conditioner = Conditioner(RUNNING, FS, NAMES)
+    stored = conditioner.process(emg[:5], 0)
+    assert stored.excitation.shape == (0, 3) and stored.report.ok
+    assert conditioner.next_sample_index == 5
+    completed = conditioner.process(emg[5:10], 5)
+    assert completed.excitation.shape == (1, 3) and completed.report.invalid == {"RF": 1}
+
+    emg[12, 1] = np.nan
+    chunk = emg[10:15].copy()
+    assert conditioner.process(chunk, 10).report.ok  # stored
+    chunk[:] = 0.0  # the caller reuses its buffer: the conditioner kept a copy
+    after_gap = conditioner.process(emg[20:25], 20)  # the stored chunk is checked first
+    assert after_gap.report.gap == 5 and after_gap.report.invalid == {"BF": 1}
 
 
 def test_leading_nan_on_a_fresh_stream_is_defined():

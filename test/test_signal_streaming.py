@@ -93,8 +93,8 @@ def test_output_timing_and_count():
     emg, _ = modulated_noise(1.003, 2000.0, 3, seed=1)  # 2006 samples
     recording = Recording(emg=emg, sample_rate=2000.0, channel_names=NAMES, start_time=12.5)
     excitation, time = condition_recording(recording, config)
-    assert excitation.shape == (101, 3)  # ceil(2006 / 20): outputs at raw 0, 20, ..., 2000
-    np.testing.assert_allclose(time, 12.5 + np.arange(101) * 0.01)
+    assert excitation.shape == (100, 3)  # floor(2006 / 20): outputs at raw 19, 39, ..., 1999
+    np.testing.assert_allclose(time, 12.5 + (19 + 20 * np.arange(100)) / 2000.0)
 
 
 def test_envelope_follows_the_true_activation():
@@ -112,8 +112,8 @@ def test_stream_starting_late_is_aligned_to_absolute_indices():
     config = ConditioningSettings().replace(normalisation=NormalisationSettings(mode="running"))
     emg, _ = modulated_noise(0.5, 1000.0, 3, seed=2)
     out = Conditioner(config, 1000.0, NAMES).process(emg, first_sample_index=1003)
-    assert out.first_output_index == 101  # raw index 1010, the first multiple of 10
-    assert out.raw_index[0] == 1010
+    assert out.first_output_index == 100  # raw index 1009, the first block end (10·k + 9)
+    assert out.raw_index[0] == out.first_raw_index == 1009
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 20])

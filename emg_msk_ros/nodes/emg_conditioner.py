@@ -138,7 +138,7 @@ class EmgConditioner(Node):
             self._publish(msg, out)
 
     def _publish(self, raw: EmgArray, out) -> None:
-        first_raw = out.first_output_index * out.decimation
+        first_raw = out.first_raw_index
         stamp = stamp_ns(raw.header.stamp) + round(
             (first_raw - raw.first_sample_index) * 1e9 / raw.sample_rate)
         msg = EmgArray(sample_rate=self.conditioner.output_rate,

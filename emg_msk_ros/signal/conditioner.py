@@ -3,9 +3,12 @@
 Per channel: band-pass → notch(es) → full-wave rectification → low-pass envelope → decimation
 to the model rate → normalisation to a reference (MVC) envelope → clip to [0, 1].
 
-Output sample ``k`` is the envelope at raw sample index ``k·q`` of the stream (``q`` = sample
-rate / output rate), i.e. at time ``k·q / sample_rate`` after the stream's sample 0; it depends
-only on raw samples ``0 .. k·q``. The offline path (:func:`condition_offline`,
+Output sample ``k`` is the envelope at raw sample index ``k·q + q − 1`` of the stream (``q`` =
+sample rate / output rate): the last sample of its block of ``q``, i.e. at time
+``(k·q + q − 1) / sample_rate`` after the stream's sample 0; it depends only on raw samples
+``0 .. k·q + q − 1``. Taking the block's last sample rather than its first means an output is
+due as soon as the chunk holding that sample arrives (with chunks that divide ``q``, every
+output is the newest sample of a chunk), not a chunk later. The offline path (:func:`condition_offline`,
 :func:`condition_recording`) is the streaming path run over one chunk, so training features and
 live features are computed by the same code.
 """
@@ -69,7 +72,7 @@ class ConditionerOutput:
     """Excitation for the output samples completed by one chunk.
 
     ``excitation[j]`` is output sample ``first_output_index + j``, taken at raw stream index
-    ``(first_output_index + j) · decimation``.
+    ``(first_output_index + j + 1) · decimation − 1`` (:func:`output_raw_index`).
     """
 
     excitation: np.ndarray  # (n_out, channels), 0..1 (volts when unnormalised)
@@ -78,9 +81,20 @@ class ConditionerOutput:
     report: ChunkReport
 
     @property
+    def first_raw_index(self) -> int:
+        """Raw stream sample index of the first output sample."""
+        return output_raw_index(self.first_output_index, self.decimation)
+
+    @property
     def raw_index(self) -> np.ndarray:
         """Raw stream sample index of each output sample, (n_out,)."""
-        return (self.first_output_index + np.arange(self.excitation.shape[0])) * self.decimation
+        return output_raw_index(self.first_output_index + np.arange(self.excitation.shape[0]),
+                                self.decimation)
+
+
+def output_raw_index(output_index, decimation: int):
+    """Raw stream index at which output sample ``output_index`` is taken: the last of its block."""
+    return (output_index + 1) * decimation - 1
 
 
 class _CalibrationScale:
@@ -186,6 +200,7 @@ class Conditioner:
     def _restart(self, index: int) -> None:
         self._next_index = index
         self._fresh = True  # filters are set to steady state on the next sample
+        self._deferred: list[np.ndarray] = []  # raw chunks (channels, samples) not yet checked
         self._quality.reset()
         self._last_output = np.zeros(len(self.channel_names))
         self._bad_pending = np.zeros(len(self.channel_names), dtype=bool)
@@ -240,9 +255,10 @@ class Conditioner:
         """Put each channel's last valid sample in place of invalid ones; return the mask."""
         with np.errstate(invalid="ignore"):
             bad = ~(np.abs(x) <= self._limit)  # NaN compares False
-        invalid = events["invalid"] = {}
+        invalid = events.setdefault("invalid", {})  # counts of stored chunks run first
         for c in np.flatnonzero(bad.any(axis=1)):
-            invalid[self.channel_names[c]] = int(bad[c].sum())
+            name = self.channel_names[c]
+            invalid[name] = invalid.get(name, 0) + int(bad[c].sum())
             index = np.where(bad[c], -1, np.arange(x.shape[1]))
             index = np.maximum.accumulate(index)
             held = np.where(index >= 0, x[c, np.maximum(index, 0)], self._last_valid[c])
@@ -282,6 +298,10 @@ class Conditioner:
         ``first_sample_index`` is the stream index of the chunk's first sample (None: it follows
         the previous chunk). ``sample_rate``/``channel_names``, when given, must match the
         stream's, or :class:`StreamFormatError` is raised.
+
+        A chunk that completes no output sample is only stored: it is checked and filtered with
+        the next chunk that completes one (or before a jump in the index), so its invalid samples
+        are counted in that chunk's report. The outputs are the same to the bit.
         """
         if sample_rate is not None or channel_names is not None:
             self._check_format(sample_rate, channel_names)
@@ -293,27 +313,53 @@ class Conditioner:
             )
         events: dict = {}
         if first_sample_index is not None and first_sample_index != self._next_index:
+            self._run_deferred(events)
             x = self._align(x, int(first_sample_index), events)
         start = self._next_index
         n = x.shape[0]
         self._next_index = start + n
         q = self.decimation
-        offset = -start % q
+        if n and (start + n) // q == start // q:  # no output completes in this chunk
+            self._deferred.append(x.T.copy())
+            self._started = True
+            return ConditionerOutput(self._no_output, start // q, q, self._report(events))
+        if self._deferred:
+            self._deferred.append(x.T)
+            raw = np.ascontiguousarray(np.concatenate(self._deferred, axis=1))
+            self._deferred = []
+            return self._condition(raw, start - (raw.shape[1] - n), events)
+        return self._condition(x.T.copy(), start, events)
+
+    def _run_deferred(self, events: dict) -> None:
+        """Check and filter the stored chunks now (they complete no output)."""
+        if self._deferred:
+            raw = np.ascontiguousarray(np.concatenate(self._deferred, axis=1))
+            self._deferred = []
+            self._condition(raw, self._next_index - raw.shape[1], events)
+
+    def _condition(self, raw: np.ndarray, start: int, events: dict) -> ConditionerOutput:
+        """Check, filter, decimate and normalise raw samples (channels, n) from index ``start``;
+        ``raw`` must be private to the conditioner: it is filtered in place."""
+        n = raw.shape[1]
+        q = self.decimation
+        offset = (q - 1 - start) % q  # position of the first output's raw sample in ``x``
         first_output = (start + offset) // q
         if n == 0:
             return ConditionerOutput(self._no_output, first_output, q, self._report(events))
         self._started = True
-        raw = x.T.copy()  # (channels, samples), private: not modified after the checks
         bad = None
         flat = raw.ravel()
         # One reduction screens the chunk: NaN/Inf propagate, and any |x| > limit makes the sum
         # of squares exceed limit²; only then is each sample checked.
         if not np.dot(flat, flat) <= self._limit_squared:
             bad = self._replace_invalid(raw, events)
-        self._last_valid = raw[:, -1]
+        self._last_valid = raw[:, -1].copy()
         self._quality.update(raw)
 
-        xt = raw.copy()  # filtered in place
+        bad_out = None
+        if bad is not None or self._bad_pending_any:
+            bad_out = self._bad_outputs(bad, np.arange(offset, n, q), n)
+        xt = raw  # filtered in place
         if self._fresh:
             self._pre.reset(xt[:, 0])
             self._env.reset()
@@ -321,10 +367,6 @@ class Conditioner:
         filter_inplace(self._pre_sos, xt, self._pre.state)
         np.abs(xt, out=xt)
         filter_inplace(self._env_sos, xt, self._env.state)
-
-        bad_out = None
-        if bad is not None or self._bad_pending_any:
-            bad_out = self._bad_outputs(bad, np.arange(offset, n, q), n)
         if offset >= n:
             return ConditionerOutput(self._no_output, first_output, q, self._report(events))
         y = self._scale.apply(xt[:, offset::q].T.copy())  # (n_out, channels)
@@ -355,7 +397,7 @@ def condition_offline(emg: np.ndarray, sample_rate: float, channel_names: list[s
                       *, unnormalised: bool = False) -> ConditionerOutput:
     """Condition a whole recording (n, channels; V) with the streaming code, in one chunk.
 
-    Output ``j`` is at raw sample ``j·decimation``: ``ceil(n / decimation)`` outputs.
+    Output ``j`` is at raw sample ``(j + 1)·decimation − 1``: ``floor(n / decimation)`` outputs.
     """
     return Conditioner(settings, sample_rate, channel_names, calibration,
                        unnormalised=unnormalised).process(emg, 0)

@@ -62,7 +62,7 @@ class QualityMonitor:
 
     def reset(self) -> None:
         """Forget the partial window, the flags and the counts."""
-        self._pending: list[np.ndarray] = []
+        self._buffer = np.empty((len(self.channel_names), self.window))  # the partial window
         self._filled = 0
         self.flat[:] = False
         self.saturated[:] = False
@@ -84,18 +84,20 @@ class QualityMonitor:
             self.saturated_names = tuple(n for n, s in zip(self.channel_names, saturated) if s)
 
     def update(self, x: np.ndarray) -> None:
-        """Take the next raw samples ``x`` (channels, samples; V). The monitor keeps views of
-        ``x`` until its window completes, so ``x`` must not be modified afterwards."""
-        self._pending.append(x)
-        self._filled += x.shape[1]
-        if self._filled < self.window:
+        """Take the next raw samples ``x`` (channels, samples; V); ``x`` is copied."""
+        n, filled, window = x.shape[1], self._filled, self.window
+        if filled + n < window:  # the usual streaming case
+            self._buffer[:, filled:filled + n] = x
+            self._filled = filled + n
             return
-        data = x if len(self._pending) == 1 else np.concatenate(self._pending, axis=1)
-        complete = data.shape[1] - data.shape[1] % self.window
-        for start in range(0, complete, self.window):
-            self._evaluate(data[:, start:start + self.window])
-        self._pending = [data[:, complete:]] if complete < data.shape[1] else []
-        self._filled = data.shape[1] - complete
+        used = window - filled
+        self._buffer[:, filled:] = x[:, :used]
+        self._evaluate(self._buffer)
+        while n - used >= window:  # whole windows inside x
+            self._evaluate(x[:, used:used + window])
+            used += window
+        self._filled = n - used
+        self._buffer[:, :self._filled] = x[:, used:]
 
     def summary(self) -> list[str]:
         """One line per channel that had flat or saturated windows since the last reset."""
