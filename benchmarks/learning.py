@@ -22,7 +22,8 @@ simulated MVC trial; the networks also remove each session's resting level
 excitation as EMG-driven models do. Scores cover the
 same samples for every method (from the CNN's first full window on).
 
-Speed, on one CPU thread: one estimate (window -> angle, velocity, forces, moments,
+Speed, on one CPU thread (torch, and numpy's BLAS: the benchmark reruns itself with
+``OPENBLAS_NUM_THREADS=1`` etc.): one estimate (window -> angle, velocity, forces, moments,
 activations) with :meth:`Estimator.predict`, and one step of the EMG-driven model at the model
 rate; median and p99 over repeated calls after a warm-up. Training time is wall-clock on
 ``training.optim.threads`` threads.
@@ -42,6 +43,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from emg_msk_ros.benchmarking import rerun_single_threaded
 from emg_msk_ros.io.recording import Recording
 from emg_msk_ros.io.session_bag import read_recording, write_recording
 from emg_msk_ros.learning import dataset as ds
@@ -288,6 +290,9 @@ def main(argv: list[str]) -> int:
                         help="folder for the simulated session bags (reused between runs)")
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
     args = parser.parse_args(argv)
+    status = rerun_single_threaded(__file__, argv)  # one BLAS thread: numpy's live path
+    if status is not None:
+        return status
     work = Path(args.work) / ("quick" if args.quick else "full")
     work.mkdir(parents=True, exist_ok=True)
     size = "quick" if args.quick else "full"
@@ -302,3 +307,7 @@ def main(argv: list[str]) -> int:
     else:
         print("\n\n".join(format_report(r) for r in results))
     return 0 if all(math.isfinite(r["rows"][0]["angle_rmse_deg"]) for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
