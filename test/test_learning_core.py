@@ -49,7 +49,7 @@ SIM_RATE = 200.0
 # Tiny network: receptive field 15 steps, 4 predicted steps, window 18 steps (0.18 s).
 SMALL = TrainingSettings().replace(model=ModelSettings(hidden=16, kernel=3, levels=3, horizon=4))
 SMALL = SMALL.replace("optim", max_epochs=20, patience=5, learning_rate=1e-2, threads=1)
-SMALL = SMALL.replace("data", min_train_s=5.0)
+SMALL = SMALL.replace("data", min_train_s=5.0).replace("loss", physics_weight=1.0)
 
 
 @pytest.fixture(scope="module")
