@@ -64,6 +64,18 @@ item 7's medians skip undefined values (Pearson r of a constant prediction, e.g.
 a joint stop) and count them, instead of letting one NaN hide the tier's median. Item 6's "as
 shipped" is read at run time and recorded in the JSON (``protocol.training``): the shipped file
 moved from stride 1 / 60 epochs at the freeze to stride 2 / 40 epochs by the first complete run.
+Second session (bug fixes, chosen from what the labels and the training logs showed, not from
+the scores): item 3's rest posture for gait (``mar``) only: those files begin mid-stride, so
+their first 0.2 s is no rest posture (read as one, it gave up to 35° of hyperextension, outside
+the knee's range and the preset's muscle-geometry fit); the loader now takes the gait's 0° at
+the extended end of the file's excursion (its 2nd/98th percentile), with the sign that puts the
+median near that end (stance near extension, brief swing flexion). ``sen`` and ``pie``
+unchanged. The loader names the joint as the knee preset does (``knee_angle_r``), so nothing
+is renamed here. Library fixes under item 5/6 with no protocol text changed: a training part's
+last validation block is never a sliver shorter than a window (``split_by_time``; 4Asen was
+excluded for it), and the shipped settings gained ``optim.min_epoch_batches`` = 10 (an epoch of
+a few seconds of windows repeats them until 10 optimiser steps; before, 40 epochs of these
+files were about 80 steps and most PI-CNN runs ended at max_epochs still improving).
 """
 
 from __future__ import annotations
@@ -197,8 +209,6 @@ def prepare_file(recording: Recording, preset: Preset, conditioning: Conditionin
     """Split a file, fit the normalisation on its training part and condition it [4, 5]."""
     name, task = file_stem(recording), recording.metadata["task"]
     preset = posture_preset(preset, task)
-    # The loader names the joint "knee"; it is the preset's knee flexion (rad, 0 = extension).
-    recording = dataclasses.replace(recording, joint_name=preset.joint.name)
     decimation = round(recording.sample_rate / conditioning.output_rate_hz)
     n = -(-recording.emg.shape[0] // decimation)
     cut = split_point(n)
@@ -264,6 +274,7 @@ def cnn_method(setup: FileSetup, settings: TrainingSettings, conditioning: Condi
                                   calibration=setup.calibration)
     result = trained.result
     info = {"train_seconds": round(result.seconds, 2), "epochs": len(result.history),
+            "steps": sum(record["steps"] for record in result.history),
             "best_epoch": result.best_epoch, "stop_reason": result.stop_reason,
             "learned": result.terms.learned()}
     return predict_segments(trained.estimator, setup.trial, setup.test_segment), info

@@ -19,6 +19,7 @@ from emg_msk_ros.io.uci import (
     load_uci_file,
     load_uci_folder,
 )
+from emg_msk_ros.physics.preset import load_preset
 from emg_msk_ros.signal import (
     Conditioner,
     ConditioningSettings,
@@ -44,6 +45,7 @@ def test_every_test_file_loads(uci):
     for recording in load_uci_folder(uci):
         meta = recording.metadata
         assert recording.channel_names == ["RF", "BF", "VM", "ST"]
+        assert recording.joint_name == load_preset("knee").joint.name  # the preset's knee
         assert recording.sample_rate == 1000.0
         assert 1e-6 < np.abs(recording.emg).max() < 0.01  # volts, not mV
         assert recording.angle.shape == (recording.emg.shape[0],)
@@ -155,6 +157,22 @@ def test_goniometer_rule_is_sign_and_offset_invariant():
         got, facts = flexion_from_goniometer(sign * flexion + offset, "sen", 1000.0)
         np.testing.assert_allclose(got, flexion, atol=1e-9)
         assert facts["fx_sign"] == sign
+
+
+def test_gait_rule_rests_at_the_extended_end_of_the_stride(uci):
+    """Gait files start mid-stride: flexion is measured from the stride's extended end."""
+    t = np.arange(0, 6, 0.001)
+    phase = (t + 0.8) % 1.0  # starts in swing
+    stance = 12 * np.sin(np.pi * np.clip(phase / 0.6, 0, 1))
+    swing = 60 * np.sin(np.pi * np.clip((phase - 0.6) / 0.4, 0, 1))
+    flexion = np.where(phase < 0.6, stance, swing)
+    expected = flexion - np.percentile(flexion, 2.0)
+    for sign, offset in [(1, 0), (-1, 0), (-1, -30), (1, 25)]:
+        got, facts = flexion_from_goniometer(sign * flexion + offset, "mar", 1000.0)
+        np.testing.assert_allclose(got, expected, atol=1e-9)
+        assert facts["fx_sign"] == sign and "angle_warning" not in facts
+    real = np.rad2deg(load_uci_file(uci / "N_TXT" / "1Nmar.txt.gz").angle)
+    assert -5.0 < real.min() and 20.0 < real.max() < 90.0  # read from its start: -27..35 deg
 
 
 def test_elderly_subject_loads(test_data):

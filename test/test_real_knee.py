@@ -19,8 +19,10 @@ import pytest
 
 from emg_msk_ros.cli import main as cli_main
 from emg_msk_ros.io.uci import load_uci_file
-from emg_msk_ros.learning.dataset import session_baseline
+from emg_msk_ros.learning.dataset import session_baseline, split_by_time, window_ends
 from emg_msk_ros.learning.model import window_length
+from emg_msk_ros.learning.settings import TrainingSettings
+from emg_msk_ros.signal.config import ConfigError
 from emg_msk_ros.paths import share_dir
 
 UCI_FOLDER = Path(__file__).resolve().parent / "data" / "uci_lower_limb"
@@ -68,6 +70,46 @@ def test_tiers_and_duplicates(bench):
     assert dropped == [{"file": "2Nsen.txt.gz", "reason": "duplicate recording of 1Nsen"}]
     tiers = {bench.file_stem(r): bench.tier_of(r.metadata) for r in kept}
     assert tiers["1Nsen"] == "sen" and tiers["1Nmar"] == "hard" and tiers["1Apie"] == "hard"
+
+
+def test_pi_cnn_forces_on_real_data_are_plausible(bench):
+    settings, conditioning = bench.protocol_settings()
+    recording = load_uci_file(UCI_FOLDER / PLAUSIBILITY_FILE)
+    entry = bench.run_file(recording, bench.load_preset("knee"), settings, conditioning,
+                           methods=("pi_cnn",))
+    assert "excluded" not in entry
+    result = entry["methods"]["pi_cnn"]
+    # a few seconds of training windows still get min_epoch_batches optimiser steps per epoch
+    assert result["steps"] >= settings.optim.min_epoch_batches * result["epochs"]
+    check = result["plausibility"]
+    assert check["finite"]
+    assert check["min_force_n"] >= 0.0
+    for muscle, peak in check["peak_over_f0"].items():
+        assert 0.0 < peak < 1.0, f"{muscle}: peak force {peak:.2f} x F0"
+    # the quadriceps (RF + VM) hold the extended leg against gravity: more force than when the
+    # shank hangs flexed
+    assert check["extensor_ratio"] > 1.0
+    assert check["plausible"]
+    # and the angle follows the measured one (not a flat line at a joint stop)
+    assert result["r"] > 0.8
+    assert np.isfinite(result["physics_residual_rms"])
+
+
+def test_short_training_parts_keep_a_validation_block_that_holds_windows(bench):
+    settings, _ = bench.protocol_settings()
+    window = window_length(settings.model)
+    data = settings.data
+    # 20.06 s of training part (4Asen): five 5 s blocks would leave a 0.06 s validation sliver
+    for n in (2006, 2240, 2260, 5007, 1000):
+        train, val = split_by_time(n, 0.01, data.val_fraction, data.val_block_s)
+        assert train[0][0] == 0 and max(stop for _, stop in train + val) == n
+        assert len(window_ends(val, window, stride=1)) > 0, n
+        assert all(stop - start >= window for start, stop in train + val), n
+
+
+def test_min_epoch_batches_is_checked():
+    with pytest.raises(ConfigError, match=r"training\.optim\.min_epoch_batches"):
+        TrainingSettings().replace("optim", min_epoch_batches=0)
 
 
 def test_quick_run_writes_the_json_report(tmp_path, capsys):

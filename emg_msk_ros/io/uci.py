@@ -11,12 +11,16 @@ rad. The goniometer's sign and offset differ per file, so flexion is rebuilt fro
 
     flexion_deg = REST_FLEXION_DEG[task] + sign · (FX − FX_rest)
 
-with FX_rest the median FX over the first ``REST_WINDOW_S`` of the file, where the subject is
-assumed to be at rest: seated with the knee at ~90° for ``sen`` (knee extension from sitting),
-standing with the knee at ~0° for ``pie`` (knee flexion standing) and ``mar`` (gait). ``sign`` is
-set so that the file's dominant excursion from rest goes the way the task moves: toward
-extension for ``sen``, toward flexion for ``pie`` and ``mar``. The gait files often do not start
-at rest; ``metadata["angle_warning"]`` says so when the result leaves [-10°, 150°].
+For ``sen`` (knee extension from sitting) and ``pie`` (knee flexion standing) FX_rest is the
+median FX over the first ``REST_WINDOW_S`` of the file, where the subject is at rest: seated
+with the knee at ~90°, or standing with the knee at ~0°; ``sign`` makes the file's dominant
+excursion from rest go the way the task moves (toward extension for ``sen``, toward flexion for
+``pie``). The gait files (``mar``) begin mid-stride, so their first samples are no rest posture
+(read as one, they gave up to 35° of hyperextension). Over a stride the knee stays near
+extension through stance and makes one brief large flexion in swing, so for gait ``sign`` puts
+the file's median nearer its extended end (2nd/98th percentile) and FX_rest is that end, the
+most extended posture of the stride, at 0°. ``metadata["angle_warning"]`` says when the result
+leaves [-10°, 150°].
 """
 
 from __future__ import annotations
@@ -31,9 +35,14 @@ import numpy as np
 from emg_msk_ros.io.recording import Recording
 
 SAMPLE_RATE_HZ = 1000.0  # Biometrics DataLOG MWX8 (dataset description)
+# The knee preset's joint (config/presets/knee.yaml, OpenSim's coordinate name): knee flexion,
+# rad, 0 = full extension. Named so, the recordings train and score against that preset as is.
+JOINT_NAME = "knee_angle_r"
 REST_WINDOW_S = 0.2
 REST_FLEXION_DEG = {"sen": 90.0, "pie": 0.0, "mar": 0.0}
 TASK_TOWARD_FLEXION = {"sen": False, "pie": True, "mar": True}
+REST_AT_START = {"sen": True, "pie": True, "mar": False}  # else: the stride's extended end
+EXTREME_PERCENTILE = 2.0  # ends of a file's excursion (robust to goniometer spikes)
 TASKS = {
     "mar": "gait (marcha)",
     "pie": "standing knee flexion (de pie)",
@@ -171,13 +180,16 @@ def flexion_from_goniometer(fx_deg: np.ndarray, task: str, sample_rate: float
     """
     if task not in REST_FLEXION_DEG:
         raise ValueError(f"task must be one of {', '.join(REST_FLEXION_DEG)}, got {task!r}")
-    rest = float(np.median(fx_deg[:max(1, round(REST_WINDOW_S * sample_rate))]))
-    excursion = fx_deg - rest
-    high, low = np.percentile(excursion, [98.0, 2.0])
-    dominant = high if abs(high) >= abs(low) else low
-    toward_flexion = TASK_TOWARD_FLEXION[task]
-    sign = 1.0 if (dominant >= 0) == toward_flexion else -1.0
-    flexion = REST_FLEXION_DEG[task] + sign * excursion
+    low, median, high = np.percentile(fx_deg, [EXTREME_PERCENTILE, 50.0,
+                                               100.0 - EXTREME_PERCENTILE])
+    if REST_AT_START[task]:
+        rest = float(np.median(fx_deg[:max(1, round(REST_WINDOW_S * sample_rate))]))
+        dominant = high - rest if abs(high - rest) >= abs(low - rest) else low - rest
+        sign = 1.0 if (dominant >= 0) == TASK_TOWARD_FLEXION[task] else -1.0
+    else:  # gait: flexion = sign * (FX - FX at the extended end), the median near that end
+        sign = 1.0 if median - low <= high - median else -1.0
+        rest = float(low if sign > 0 else high)
+    flexion = REST_FLEXION_DEG[task] + sign * (fx_deg - rest)
     facts = {"fx_rest_deg": rest, "fx_sign": sign, "rest_flexion_deg": REST_FLEXION_DEG[task]}
     lo, hi = float(flexion.min()), float(flexion.max())
     if lo < -10.0 or hi > 150.0:
@@ -238,7 +250,7 @@ def load_uci_file(path: str | Path, *, subject: int | None = None, group: str | 
         emg=emg,
         sample_rate=fs,
         channel_names=list(EMG_CHANNELS),
-        joint_name="knee",
+        joint_name=JOINT_NAME,
         kin_time=np.arange(n) / fs,
         angle=np.deg2rad(flexion_deg),
         metadata=metadata,

@@ -230,19 +230,21 @@ def split_by_time(n: int, dt: float, val_fraction: float, block_s: float
                   ) -> tuple[list[Segment], list[Segment]]:
     """Alternating blocks: every round(1/val_fraction)-th block of ``block_s`` s is validation.
 
-    Returns (train segments, validation segments), merged where adjacent. A session shorter
-    than two blocks is cut once, its last ``val_fraction`` going to validation.
+    Returns (train segments, validation segments), merged where adjacent. A remainder shorter
+    than half a block joins the last whole block, so that no block is shorter than half a
+    block (a final sliver of a validation block would hold no window). A session of fewer
+    blocks than one period is cut once, its last ``val_fraction`` going to validation.
     """
     block = max(1, round(block_s / dt))
     period = max(2, round(1.0 / val_fraction))
-    n_blocks = -(-n // block)
+    n_blocks = max(1, (2 * n + block) // (2 * block))  # round half up
     if n_blocks < period:
         cut = n - max(1, round(n * val_fraction))
         return [(0, cut)], [(cut, n)]
     train: list[Segment] = []
     val: list[Segment] = []
     for b in range(n_blocks):
-        start, stop = b * block, min(n, (b + 1) * block)
+        start, stop = b * block, n if b == n_blocks - 1 else (b + 1) * block
         target = val if b % period == period - 1 else train
         if target and target[-1][1] == start:
             target[-1] = (target[-1][0], stop)

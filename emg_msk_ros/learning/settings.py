@@ -101,6 +101,7 @@ class OptimSettings:
     weight_decay: float = 0.0
     batch_size: int = 256
     max_epochs: int = 40
+    min_epoch_batches: int = 10  # steps per epoch at least (short sessions redraw windows)
     patience: int = 8  # epochs without a better validation loss before stopping
     max_minutes: float = 10.0  # wall-clock cap; the best epoch so far is kept
     threads: int = 1  # torch CPU threads while training
@@ -114,6 +115,8 @@ class OptimSettings:
                "must be in 1..65536")
         _check(1 <= self.max_epochs <= 10000, s, "max_epochs", self.max_epochs,
                "must be in 1..10000")
+        _check(1 <= self.min_epoch_batches <= 100000, s, "min_epoch_batches",
+               self.min_epoch_batches, "must be in 1..100000")
         _check(1 <= self.patience, s, "patience", self.patience, "must be >= 1")
         _check(self.max_minutes > 0, s, "max_minutes", self.max_minutes, "must be > 0")
         _check(1 <= self.threads <= 256, s, "threads", self.threads, "must be in 1..256")

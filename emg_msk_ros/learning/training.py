@@ -136,12 +136,18 @@ def train_model(trials: list[Trial], train_set: WindowSet, val_set: WindowSet, p
         best = (math.inf, -1, None)
         history: list[dict] = []
         stop_reason = f"max_epochs ({optim.max_epochs}) reached"
+        # An epoch is one pass over the windows or optim.min_epoch_batches steps, whichever is
+        # more: short sessions draw their windows again (fresh orders), so that warm-up, patience
+        # and max_epochs mean as much training as on long sessions.
+        epoch_windows = max(len(train_set), optim.min_epoch_batches * optim.batch_size)
+        passes = -(-epoch_windows // len(train_set))
         started = time.perf_counter()
         for epoch in range(optim.max_epochs):
             ramp = min(1.0, (epoch + 1) / warmup) if warmup else 1.0
             lam = settings.loss.physics_weight * ramp
             model.train()
-            order = torch.randperm(len(train_set), generator=generator)
+            order = torch.cat([torch.randperm(len(train_set), generator=generator)
+                               for _ in range(passes)])[:epoch_windows]
             running, batches = 0.0, 0
             for start in range(0, len(order), optim.batch_size):
                 batch = train_set.batch(order[start:start + optim.batch_size])
@@ -153,7 +159,8 @@ def train_model(trials: list[Trial], train_set: WindowSet, val_set: WindowSet, p
                 batches += 1
             model.eval()
             val_loss, val_terms = _evaluate(loss, model, val_set)
-            record = {"epoch": epoch, "lambda": lam, "train_loss": running / batches,
+            record = {"epoch": epoch, "steps": batches, "lambda": lam,
+                      "train_loss": running / batches,
                       "val_loss": val_loss, "val_terms": val_terms}
             history.append(record)
             if progress is not None:
