@@ -195,6 +195,13 @@ def test_numpy_live_path_equals_the_network(kernel, levels):
         np.testing.assert_allclose(live(x[b].numpy()), expected[b:b + 1], rtol=1e-5, atol=1e-6)
     shorter = x[0, :, -live.inputs:].numpy()
     np.testing.assert_allclose(live(shorter), expected[:1], rtol=1e-5, atol=1e-6)
+    # a network saved before it had an input gain runs with gain 1
+    model.input_gain.fill_(1.0)
+    older = {k: v for k, v in model.state_dict().items() if k != "input_gain"}
+    with torch.no_grad():
+        expected = model(x[:1])[..., -3:].numpy()
+    np.testing.assert_allclose(NewestSteps(older, 3)(x[0].numpy()), expected, rtol=1e-5,
+                               atol=1e-6)
 
 
 def test_physics_residual_is_near_zero_on_truth_and_large_on_corrupted(preset, recording,

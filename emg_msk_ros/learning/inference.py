@@ -129,7 +129,10 @@ class NewestSteps:
         self.head = array("head.weight")[:, :, 0], array("head.bias")[:, None]
         self.angle_mean, self.angle_scale = float(state["angle_mean"]), float(state["angle_scale"])
         self.force_scale = array("force_scale")  # (M, 1)
-        self.input_gain = array("input_gain")  # (C, 1)
+        width = self.layers[0][0].shape[1] // self.layers[0][3]
+        # (C, 1); models saved before the network had an input gain have none: 1
+        self.input_gain = array("input_gain") if "input_gain" in state else np.ones(
+            (width, 1), dtype=np.float32)
 
     def __call__(self, window: np.ndarray) -> np.ndarray:
         """Raw output (1, 1 + M, steps) for one window (C, >= inputs) of network input."""
