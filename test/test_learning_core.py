@@ -177,6 +177,10 @@ def test_model_is_causal_and_shift_consistent():
         bumped[..., -1] += 1.0
         changed = model(bumped) - late
     assert torch.all(changed[..., :-1] == 0) and torch.any(changed[..., -1] != 0)
+    with pytest.raises(ValueError, match=r"input_gain must have shape \(2,\)"):
+        PICNN(2, 2, settings, input_gain=torch.ones(3))
+    with pytest.raises(ValueError, match=r"force_scale must have shape \(2,\)"):
+        PICNN(2, 2, settings, force_scale=torch.ones(1))
 
 
 @pytest.mark.parametrize("kernel, levels", [(3, 3), (5, 4), (2, 6)])
