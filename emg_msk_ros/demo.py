@@ -2,7 +2,9 @@
 
     emg-msk demo [--out out/demo] [--duration 20] [--seed 7] [--model knee] [--rate 1.0]
 
-1. simulates a session of the model's preset (ground truth included) into ``OUT/session``;
+1. simulates a session of the model's preset (ground truth included) into ``OUT/session``, and
+   the MVC calibration of its electrodes into ``OUT/calibration.yaml`` (the conditioner uses it,
+   as a lab calibrates each session);
 2. replays it through the whole graph (driver → conditioner → estimator → assist controller) in
    one process, at ``rate`` times real time, recording every topic into ``OUT/record``;
 3. prints a short report — angle RMSE (deg), force NRMSE per muscle, messages in/out, drops,
@@ -28,7 +30,8 @@ import numpy as np
 from emg_msk_ros.io.bag_replay import read_topics
 
 # What a previous demo run left in OUT, removed before a new run (nothing else is touched).
-OUTPUTS = ("session", "record", "report.json", "angle.png", "forces.png", "latency.png")
+OUTPUTS = ("session", "calibration.yaml", "record", "report.json", "angle.png", "forces.png",
+           "latency.png")
 
 
 def keep_dds_local() -> list[str]:
@@ -175,10 +178,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _simulate(estimator, duration: float, seed: int):
+    """A new session of the kind the model was trained on: the motion settings of its first
+    training session (model.yaml), the simulator's defaults when none are recorded."""
+    from emg_msk_ros.physics.motions import MotionSettings
     from emg_msk_ros.physics.simulate import simulate_session
     from emg_msk_ros.physics.synth_emg import EmgSynthSettings
 
-    return simulate_session(estimator.preset, duration, seed,
+    sessions = estimator.meta.get("training", {}).get("sessions") or [{}]
+    motion = sessions[0].get("metadata", {}).get("motion") or {}
+    return simulate_session(estimator.preset, duration, seed, motion=MotionSettings(**motion),
                             emg=EmgSynthSettings(sample_rate=estimator.sample_rate))
 
 
@@ -204,6 +212,7 @@ def run(args: argparse.Namespace) -> int:
     for note in keep_dds_local():
         print(f"emg-msk demo: {note}")
     from emg_msk_ros.io.session_bag import write_recording
+    from emg_msk_ros.learning.dataset import simulated_mvc_calibration
     from emg_msk_ros.learning.inference import ModelError, load_model
     from emg_msk_ros.nodes.common import resolve_model
     from emg_msk_ros.runner import GraphError, load_config
@@ -231,7 +240,12 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     recording = _simulate(estimator, args.duration, args.seed)
     session = write_recording(out / "session", recording, chunk_size=10)
-    print(f"      {session} ({time.monotonic() - started:.1f} s)")
+    # A lab records an MVC trial with each session's electrodes; the simulator knows their gains.
+    calibration = simulated_mvc_calibration(recording, estimator.preset,
+                                            estimator.conditioner_settings, "demo session")
+    calibration_file = calibration.save(out / "calibration.yaml")
+    print(f"      {session}, MVC calibration {calibration_file} "
+          f"({time.monotonic() - started:.1f} s)")
 
     print(f"[2/3] replaying it through the node graph at {args.rate:g}x, recording to "
           f"{out / 'record'} ...", flush=True)
@@ -241,6 +255,7 @@ def run(args: argparse.Namespace) -> int:
                                                start_offset=0.0)
     for name in ("emg_conditioner", "msk_estimator"):
         config.setdefault(name, {})["model"] = model_path
+    config["emg_conditioner"]["calibration_file"] = str(calibration_file)
     try:
         reason, counts, start_ns = _replay(config, out / "record", args.duration, args.rate)
     except GraphError as exc:

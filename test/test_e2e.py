@@ -20,7 +20,7 @@ from emg_msk_ros.io.bag_replay import read_topics
 from emg_msk_ros.io.session_bag import read_recording
 from emg_msk_ros.learning.inference import estimate_offline, load_model
 from emg_msk_ros.nodes.common import resolve_model
-from emg_msk_ros.signal import condition_recording
+from emg_msk_ros.signal import Calibration, condition_recording
 from emg_msk_ros.signal.conditioner import output_raw_index
 
 MODEL = os.environ.get("EMG_MSK_MODEL", "knee")
@@ -39,8 +39,9 @@ def test_demo_graph_output_equals_the_offline_run_without_drops(tmp_path, capsys
 
     estimator = load_model(resolve_model(MODEL))
     recording = read_recording(out / "session")  # the EMG exactly as it went out (float32)
-    envelope, _ = condition_recording(recording, estimator.conditioner_settings,
-                                      estimator.calibration)
+    calibration = Calibration.load(out / "calibration.yaml")  # the session's MVC, not the model's
+    assert calibration.references != estimator.calibration.references
+    envelope, _ = condition_recording(recording, estimator.conditioner_settings, calibration)
     offline = estimate_offline(estimator, envelope)
     recorded = read_topics(out / "record", ["/emg/raw", "/emg/envelope"])
 

@@ -69,7 +69,7 @@ class LossSettings:
     angle_weight: float = 1.0
     force_weight: float = 1.0  # used when the sessions have force labels
     moment_weight: float = 1.0  # used when the sessions have moment labels
-    physics_weight: float = 5.0  # lambda on the equation-of-motion residual
+    physics_weight: float = 1.0  # lambda on the equation-of-motion residual
     physics_warmup_epochs: int = 5  # lambda rises linearly from 0 over these epochs
     hill_weight: float = 0.0  # Hill-consistency weight when forces are labelled
     hill_weight_unlabelled: float = 1.0  # Hill-consistency weight when they are not
