@@ -15,8 +15,8 @@ amplitude-modulated noise in real time, looping. Reported, over ``--duration`` s
   Also given from the stamp of that chunk (the acquisition time of its first sample), which adds
   the amplifier's own buffering of the other 9 samples (4.5 ms) that no software can remove;
 - ``command``: EMG stamp → the assist controller's output for that estimate received (its
-  ``assist/state``, published with each torque command at the 200 Hz control rate; a command
-  carries no stamp of its own);
+  ``assist/state``, published with each torque command: on each estimate, else at the 200 Hz
+  tick; a command carries no stamp of its own);
 - CPU of the graph's process (user + system) in cores, and its resident memory.
 
 With ``--channels 8`` (default) the model is the default knee model's architecture widened to

@@ -136,9 +136,11 @@ def test_enable_refused_while_stale_then_watchdog_ramps_to_zero_and_reports(rig)
 def test_estop_zeroes_within_one_control_period_and_latches(rig):
     executor, controller, probe = rig
     enable_and_reach_assist(executor, probe)
-    # Stop the control loop: the zero must come from the e-stop callback itself, so it goes out
-    # on receipt (DDS transit + one callback), not on a later tick.
+    # Stop the control loop (its tick, and the estimates that each trigger a step): the zero
+    # must come from the e-stop callback itself, so it goes out on receipt (DDS transit + one
+    # callback), not on a later step.
     controller.timer.cancel()
+    probe.streaming = False
     for _ in range(30):
         executor.spin_once(timeout_sec=0.002)
     first, states = len(probe.commands), len(probe.states)
@@ -151,6 +153,7 @@ def test_estop_zeroes_within_one_control_period_and_latches(rig):
     assert list(probe.states[-1].command_torque) == [0.0]
 
     controller.timer.reset()
+    probe.streaming = True
     spin_until(executor, lambda: len(probe.commands) > first + 10, what="more commands")
     probe.estop.publish(Bool(data=False))
     spin_until(executor, lambda: len(probe.commands) > first + 20, what="more commands")
@@ -222,3 +225,15 @@ def test_the_node_process_publishes_zero_when_interrupted(executor, rclpy_contex
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_each_accepted_estimate_is_commanded_at_once(rig):
+    """With the tick stopped, the estimates alone keep the commands coming: each one is
+    commanded on receipt, not at the next tick."""
+    executor, controller, probe = rig
+    enable_and_reach_assist(executor, probe)
+    controller.timer.cancel()
+    first = len(probe.commands)
+    spin_until(executor, lambda: len(probe.commands) > first + 5,
+               what="commands driven by the estimates alone")
+    assert probe.commands[-1] == [4.0]

@@ -293,3 +293,22 @@ def test_immediate_fault_zeroes_at_once_and_does_not_ramp_back_up():
     outs = rig.run(0.1)
     assert all(o.command[0] == 0.0 and o.safety.state is State.FAULTED for o in outs)
     assert outs[0].safety.fault_reason == "exception in the control loop"
+
+
+def test_smoothing_follows_elapsed_time_not_the_number_of_steps():
+    """The node steps on every new estimate as well as on its tick: extra steps must not speed
+    the low-pass up. Stepping every 1 ms for 5 ms lands near one 5 ms step, and a step 1 ms
+    after the previous one moves 1/(τ + 1 ms) of the gap, not 5/(τ + 5 ms)."""
+    tau, torque = 0.1, 8.0
+    fine, coarse = Rig(smoothing_time_constant=tau), Rig(smoothing_time_constant=tau)
+    for rig in (fine, coarse):
+        rig.c.update_estimate(0.0, 0.0, [1.0], [0.0], [0.0])
+        assert rig.c.step(0.0).desired_torque[0] == 0.0  # the first output sets the state
+        assert rig.c.update_estimate(0.0005, 0.0005, [1.0], [0.0], [torque]) is None
+    first = fine.c.step(0.001).desired_torque[0]
+    assert first == pytest.approx(torque * 0.001 / (tau + 0.001))
+    for k in range(2, 6):
+        last = fine.c.step(0.001 * k).desired_torque[0]
+    one_step = coarse.c.step(0.005).desired_torque[0]
+    assert one_step == pytest.approx(torque * 0.005 / (tau + 0.005))
+    assert last == pytest.approx(one_step, rel=0.05)

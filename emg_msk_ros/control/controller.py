@@ -60,6 +60,7 @@ class AssistController:
         self.safety = SafetyLayer(limits, *self._watch(law))
         self._values: dict[str, dict[str, np.ndarray]] = {}
         self._stamps: dict[str, float] = {}
+        self._last_step = -math.inf  # s, time of the previous step
 
     def _watch(self, law: AssistLaw) -> tuple[set[str], set[str]]:
         required = set(law.inputs) | ({MEASURED} if self.require_measured else set())
@@ -175,14 +176,22 @@ class AssistController:
     # -- the step --------------------------------------------------------------------------
 
     def step(self, now: float) -> StepOutput:
-        """One control step at ``now`` (s): law → smoothing → safety layer."""
+        """One control step at ``now`` (s): law → smoothing → safety layer.
+
+        Steps may come at the control rate or sooner (when an estimate arrives); the smoothing
+        runs on the time elapsed since the previous step, so its time constant holds either way.
+        """
         self.safety.advance(now)
+        limits = self.safety.limits
+        dt = min(max(now - self._last_step, 0.0), limits.stale_after) \
+            if self._last_step > -math.inf else 1.0 / limits.control_rate
+        self._last_step = now
         n = len(self.joint_names)
         estimate = self._values.get(ESTIMATE)
         measured = self._values.get(MEASURED) if self.safety.is_fresh(MEASURED) else None
         desired = None
         if estimate is not None:
-            desired = self._desired(estimate, measured)
+            desired = self._desired(estimate, measured, dt)
         gate = measured or estimate or {}
         out = self.safety.step(now, desired, gate.get("position"), gate.get("velocity"))
         human = estimate["torque"] if estimate is not None else np.zeros(n)
@@ -190,7 +199,7 @@ class AssistController:
                           np.zeros(n) if desired is None else desired.copy(), out)
 
     def _desired(self, estimate: dict[str, np.ndarray],
-                 measured: dict[str, np.ndarray] | None) -> np.ndarray | None:
+                 measured: dict[str, np.ndarray] | None, dt: float) -> np.ndarray | None:
         muscles = self._values.get(MUSCLES)
         inputs = LawInputs(
             estimate["position"], estimate["velocity"], estimate["torque"],
@@ -202,7 +211,7 @@ class AssistController:
             raw = self.law(inputs)
             if raw is None:
                 return None
-            smoothed = self.smoother(raw, 1.0 / self.safety.limits.control_rate)
+            smoothed = self.smoother(raw, dt)
         if not np.all(np.isfinite(smoothed)):
             self.smoother.reset()
             self.safety.fault(f"assist law gave a non-finite torque {smoothed.tolist()}")

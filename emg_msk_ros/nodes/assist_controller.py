@@ -4,7 +4,8 @@ Subscribes ``msk/joint_states`` (sensor_msgs/JointState: estimated angle rad, ve
 effort = net muscle moment N·m), ``msk/muscle_states`` (MuscleState; read only by the
 myoelectric law), the exoskeleton's measured ``joint_states`` and ``assist/estop``
 (std_msgs/Bool, reliable: engaged on ``true``, latched until ``assist/reset_fault``).
-Publishes, at ``control_rate``, the command on ``command_topic`` (std_msgs/Float64MultiArray in
+Publishes, on every accepted estimate and otherwise at ``control_rate`` (the tick restarts
+with each estimate), the command on ``command_topic`` (std_msgs/Float64MultiArray in
 ``joints`` order, N·m, for a ros2_control ForwardCommandController with
 ``interface_name: effort``), ``assist/state`` (AssistState), ``assist/wrench`` (one
 WrenchStamped per joint, torque about z of ``wrench_frames``) and ``/diagnostics``.
@@ -208,6 +209,11 @@ class AssistControllerNode(Node):
                 picked["velocity"], picked["effort"])
             if reason is None:
                 self._estimate_stamp = msg.header.stamp
+                # Command the new estimate now, not at the next tick, and count the control
+                # period from here (the tick stays the watchdog when estimates stop).
+                self._control_step()
+                if not self.timer.is_canceled():
+                    self.timer.reset()
         self._note_rejection(ESTIMATE, reason)
 
     def _on_muscles(self, msg: MuscleState) -> None:
