@@ -80,7 +80,9 @@ Also in the second session: the conditioner takes each output at the last raw sa
 block (it was the first), so a file of N raw samples gives floor(N/q) model-rate samples, not
 ceil(N/q); the check of that count follows. The shipped physics weight went to 5 and back to
 1 (chosen on simulated development sessions; this benchmark ran once at 5: PI-CNN sen median
-13.2°).
+13.2°). Library fix: the PI-CNN's Hill term took the muscle geometry at predicted angles outside
+the joint's range, where it overflows; 4Npie's training diverged at its first epoch on it. The
+term now clips the angle to the range, as inference always did.
 """
 
 from __future__ import annotations

@@ -228,6 +228,21 @@ def test_physics_residual_is_near_zero_on_truth_and_large_on_corrupted(preset, r
     assert rms(physics_residual(preset, trial.angle, trial.force, trial.dt)) < 0.03 * scale
 
 
+def test_hill_term_is_finite_for_predicted_angles_outside_the_joint_range():
+    """An untrained network can predict any angle; the Hill term takes the muscle geometry at
+    the joint's range limit there (as inference does), instead of overflowing (a real-knee file
+    diverged at its first epoch on exactly this)."""
+    knee = load_preset("knee")
+    terms = PhysicsTerms(knee, 0.01, TrainingSettings().loss)
+    low, high = knee.joint.range
+    activation = torch.full((2, knee.muscles.count, 5), 0.5)
+    beyond = torch.tensor([[low - 1.0] * 5, [high + 1.0] * 5])
+    at_limit = torch.tensor([[low] * 5, [high] * 5])
+    forces = terms.hill_forces(activation, beyond)
+    assert torch.isfinite(forces).all()
+    torch.testing.assert_close(forces, terms.hill_forces(activation, at_limit))
+
+
 def test_regression_metrics():
     truth = np.sin(np.linspace(0, 6, 200))
     perfect = regression(truth, truth)

@@ -120,8 +120,12 @@ class PhysicsTerms(nn.Module):
         return self.preset.eom_residual(theta, omega, alpha, force[..., 1:-1].transpose(1, 2))
 
     def hill_forces(self, activation: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
-        """Hill forces (N), (B, M, K - 2), from activation (B, M, K) at the predicted motion."""
+        """Hill forces (N), (B, M, K - 2), from activation (B, M, K) at the predicted motion.
+
+        The muscle geometry is taken at the angle clipped to the joint's range, as inference
+        does: outside it the fitted lengths extrapolate and the passive force overflows."""
         theta, omega, _ = central_differences(angle, self.dt)
+        theta = self.preset.clip_angle(theta)
         forces = self.preset.muscle_forces(activation[..., 1:-1].transpose(1, 2), theta, omega,
                                            muscles=self.muscles(theta))
         return forces.transpose(1, 2)
