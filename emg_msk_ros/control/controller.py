@@ -60,7 +60,6 @@ class AssistController:
         self.safety = SafetyLayer(limits, *self._watch(law))
         self._values: dict[str, dict[str, np.ndarray]] = {}
         self._stamps: dict[str, float] = {}
-        self._last_step = -math.inf  # s, time of the previous step
 
     def _watch(self, law: AssistLaw) -> tuple[set[str], set[str]]:
         required = set(law.inputs) | ({MEASURED} if self.require_measured else set())
@@ -182,10 +181,9 @@ class AssistController:
         runs on the time elapsed since the previous step, so its time constant holds either way.
         """
         self.safety.advance(now)
-        limits = self.safety.limits
-        dt = min(max(now - self._last_step, 0.0), limits.stale_after) \
-            if self._last_step > -math.inf else 1.0 / limits.control_rate
-        self._last_step = now
+        dt = self.safety.since_last_step()
+        if dt is None:
+            dt = 1.0 / self.safety.limits.control_rate
         n = len(self.joint_names)
         estimate = self._values.get(ESTIMATE)
         measured = self._values.get(MEASURED) if self.safety.is_fresh(MEASURED) else None

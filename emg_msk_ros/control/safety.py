@@ -135,6 +135,13 @@ class SafetyLayer:
         self._clock = now
         return True
 
+    def since_last_step(self) -> float | None:
+        """Seconds from the previous step to the clock, at most ``stale_after``; None before
+        the first step."""
+        if self._last_step == -math.inf:
+            return None
+        return min(self._clock - self._last_step, self.limits.stale_after)
+
     def mark_received(self, name: str) -> None:
         """Record that input ``name`` arrived at the current clock time (call after advance)."""
         self._received[name] = self._clock
@@ -280,7 +287,7 @@ class SafetyLayer:
         ``desired`` torque (N·m; None if the law has nothing) into the command, using
         ``position`` (rad) and ``velocity`` (rad/s) for the gates."""
         self.advance(now)
-        dt = self._clock - self._last_step if self._last_step > -math.inf else 0.0
+        dt = self.since_last_step() or 0.0
         self._last_step = max(self._last_step, self._clock)
         stale = self.stale_inputs()
         if self.state is State.ENABLED:
@@ -294,8 +301,7 @@ class SafetyLayer:
             u, ranged = range_gate(u, position, limits.position_min, limits.position_max,
                                    limits.range_margin)
             u, fast = velocity_gate(u, velocity, limits.max_velocity)
-            u, rated = slew_limit(u, self.command, limits.max_torque_rate,
-                                  min(dt, limits.stale_after))
+            u, rated = slew_limit(u, self.command, limits.max_torque_rate, dt)
             u, hard = clamp(u, limits.max_torque)
             self.command = u
             flags = (saturated | hard, rated, ranged, fast)
