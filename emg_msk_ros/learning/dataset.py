@@ -69,8 +69,6 @@ class Trial:
 
 
 BASELINE_PERCENTILE = 2.0
-# Floor of an input channel's spread (excitation units) when its gain is set from the data.
-MIN_INPUT_SPREAD = 1e-3
 
 
 def session_baseline(excitation: np.ndarray) -> np.ndarray:
@@ -324,11 +322,6 @@ class WindowSet:
             force=None if self._force is None else self._force[rows_out].transpose(1, 2),
             moment=None if self._moment is None else self._moment[rows_out],
         )
-
-    def input_spread(self) -> np.ndarray:
-        """Standard deviation (C,) of each input channel at the newest step of every window,
-        floored at MIN_INPUT_SPREAD (a channel that never moves)."""
-        return np.maximum(self._x[self.ends].double().std(dim=0).numpy(), MIN_INPUT_SPREAD)
 
     def label_arrays(self) -> dict[str, np.ndarray]:
         """The labels at the newest step of every window (for normalisation statistics)."""

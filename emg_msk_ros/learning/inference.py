@@ -129,14 +129,15 @@ class NewestSteps:
         self.head = array("head.weight")[:, :, 0], array("head.bias")[:, None]
         self.angle_mean, self.angle_scale = float(state["angle_mean"]), float(state["angle_scale"])
         self.force_scale = array("force_scale")  # (M, 1)
-        width = self.layers[0][0].shape[1] // self.layers[0][3]
-        # (C, 1); models saved before the network had an input gain have none: 1
-        self.input_gain = array("input_gain") if "input_gain" in state else np.ones(
-            (width, 1), dtype=np.float32)
+        known = {f"{name}.{part}" for name in [*convs, "head"] for part in ("weight", "bias")}
+        unknown = sorted(set(state) - known - {"angle_mean", "angle_scale", "force_scale"})
+        if unknown:  # a tensor this pass would ignore, e.g. a development version's input gain
+            raise ModelError(f"the weights hold {', '.join(unknown)}, which this version's "
+                             "network does not have; retrain the model with this version")
 
     def __call__(self, window: np.ndarray) -> np.ndarray:
         """Raw output (1, 1 + M, steps) for one window (C, >= inputs) of network input."""
-        h = window[:, -self.inputs:] * self.input_gain
+        h = window[:, -self.inputs:]
         for weight, bias, dilation, kernel in self.layers:
             n = h.shape[1] - (kernel - 1) * dilation
             taps = np.concatenate([h[:, j * dilation:j * dilation + n] for j in range(kernel)])

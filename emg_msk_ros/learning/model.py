@@ -11,10 +11,8 @@ that end at it (R = receptive field). Hence W = R - 1 + K, and predictions for t
 from two overlapping windows are identical: K consecutive outputs form one trajectory that
 can be differentiated in time (velocity, acceleration) for the equation of motion.
 
-Scaling lives inside the module (input x·g per channel, angle = mean + scale·z,
-force = F_scale·softplus(z)), so the exported TorchScript takes excitations and gives physical
-units directly. The input gain g (default 1) brings the excitations, mostly a few hundredths
-of full activation, to unit spread, which the optimiser needs to learn at a common rate.
+Scaling lives inside the module (angle = mean + scale·z, force = F_scale·softplus(z)), so the
+exported TorchScript takes excitations and gives physical units directly.
 """
 
 from __future__ import annotations
@@ -50,8 +48,7 @@ class PICNN(nn.Module):
 
     def __init__(self, n_channels: int, n_muscles: int, settings: ModelSettings,
                  angle_mean: float = 0.0, angle_scale: float = 1.0,
-                 force_scale: torch.Tensor | None = None,
-                 input_gain: torch.Tensor | None = None) -> None:
+                 force_scale: torch.Tensor | None = None) -> None:
         super().__init__()
         if n_channels < 1 or n_muscles < 1:
             raise ValueError(f"need >= 1 channel and muscle, got {n_channels}, {n_muscles}")
@@ -70,11 +67,10 @@ class PICNN(nn.Module):
         self.register_buffer("angle_mean", torch.tensor(float(angle_mean)))
         self.register_buffer("angle_scale", torch.tensor(float(angle_scale)))
         self.register_buffer("force_scale", _column(force_scale, n_muscles, "force_scale"))
-        self.register_buffer("input_gain", _column(input_gain, n_channels, "input_gain"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, W) excitations -> (B, 1 + M, K): angle (rad) and forces (N)."""
-        z = self.head(self.body(x * self.input_gain))
+        z = self.head(self.body(x))
         angle = self.angle_mean + self.angle_scale * z[:, :1]
         force = self.force_scale * functional.softplus(z[:, 1:])
         return torch.cat([angle, force], dim=1)

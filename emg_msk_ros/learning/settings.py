@@ -72,9 +72,9 @@ class LossSettings:
     physics_weight: float = 1.0  # lambda on the equation-of-motion residual
     physics_warmup_epochs: int = 5  # lambda rises linearly from 0 over these epochs
     hill_weight: float = 0.0  # Hill-consistency weight when forces are labelled
-    hill_weight_unlabelled: float = 1.0  # Hill-consistency weight when they are not
+    hill_weight_unlabelled: float = 0.1  # Hill-consistency weight when they are not
     learn_parameters: bool = True  # identify strength, l0, l_TS (within bounds) via the Hill term
-    strength_min: float = 0.5  # bounds of the learnable strength gain (x F0)
+    strength_min: float = 0.02  # bounds of the learnable strength gain (x F0)
     strength_max: float = 2.5
     length_tolerance: float = 0.2  # l0 and l_TS may move by this fraction
 

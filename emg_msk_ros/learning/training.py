@@ -122,8 +122,7 @@ def train_model(trials: list[Trial], train_set: WindowSet, val_set: WindowSet, p
         torch.manual_seed(settings.seed)
         model = PICNN(train_set.n_channels, preset.muscles.count, settings.model,
                       angle_mean=scales.angle_mean,
-                      angle_scale=scales.angle, force_scale=torch.as_tensor(scales.force),
-                      input_gain=torch.as_tensor(1.0 / train_set.input_spread()))
+                      angle_scale=scales.angle, force_scale=torch.as_tensor(scales.force))
         learnable = physics and settings.loss.learn_parameters
         terms = PhysicsTerms(preset, trials[0].dt, settings.loss, learnable=learnable)
         loss = PILoss(terms, scales, settings.loss, physics=physics,
