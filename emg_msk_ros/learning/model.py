@@ -34,15 +34,6 @@ def window_length(settings: ModelSettings) -> int:
     return receptive_field(settings.kernel, settings.levels) - 1 + settings.horizon
 
 
-def _column(values, count: int, name: str) -> torch.Tensor:
-    """A (count, 1) float32 buffer from ``values`` of shape (count,); ones when None."""
-    column = torch.ones(count) if values is None else torch.as_tensor(values,
-                                                                      dtype=torch.float32)
-    if column.shape != (count,):
-        raise ValueError(f"{name} must have shape ({count},), got {tuple(column.shape)}")
-    return column.reshape(count, 1).clone()
-
-
 class PICNN(nn.Module):
     """Causal dilated CNN with angle and force heads; see the module docstring."""
 
@@ -66,7 +57,12 @@ class PICNN(nn.Module):
         self.window = window_length(settings)
         self.register_buffer("angle_mean", torch.tensor(float(angle_mean)))
         self.register_buffer("angle_scale", torch.tensor(float(angle_scale)))
-        self.register_buffer("force_scale", _column(force_scale, n_muscles, "force_scale"))
+        scale = torch.ones(n_muscles) if force_scale is None else torch.as_tensor(
+            force_scale, dtype=torch.float32)
+        if scale.shape != (n_muscles,):
+            raise ValueError(f"force_scale must have shape ({n_muscles},), "
+                             f"got {tuple(scale.shape)}")
+        self.register_buffer("force_scale", scale.reshape(n_muscles, 1).clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, W) excitations -> (B, 1 + M, K): angle (rad) and forces (N)."""

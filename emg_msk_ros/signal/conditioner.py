@@ -325,16 +325,22 @@ class Conditioner:
             return ConditionerOutput(self._no_output, start // q, q, self._report(events))
         if self._deferred:
             self._deferred.append(x.T)
-            raw = np.ascontiguousarray(np.concatenate(self._deferred, axis=1))
-            self._deferred = []
+            raw = self._take_deferred()
             return self._condition(raw, start - (raw.shape[1] - n), events)
         return self._condition(x.T.copy(), start, events)
+
+    def _take_deferred(self) -> np.ndarray:
+        """The stored chunks joined into one new C-ordered (channels, samples) array (the
+        filter kernel needs that; concatenate keeps a transposed input's order); the store
+        empties."""
+        raw = np.ascontiguousarray(np.concatenate(self._deferred, axis=1))
+        self._deferred = []
+        return raw
 
     def _run_deferred(self, events: dict) -> None:
         """Check and filter the stored chunks now (they complete no output)."""
         if self._deferred:
-            raw = np.ascontiguousarray(np.concatenate(self._deferred, axis=1))
-            self._deferred = []
+            raw = self._take_deferred()
             self._condition(raw, self._next_index - raw.shape[1], events)
 
     def _condition(self, raw: np.ndarray, start: int, events: dict) -> ConditionerOutput:
