@@ -1,6 +1,6 @@
 """PI-CNN against the data-only CNN and the EMG-driven physics model, on held-out simulated trials.
 
-    emg-msk bench learning [--json] [--preset knee|wrist] [--quick] [--work DIR]
+    emg-msk bench learning [--json] [--preset knee|wrist] [--quick] [--work DIR] [--ceiling]
 
 For each preset, sessions are simulated with the project's simulator (``simulate_session``,
 the code behind ``emg-msk simulate``; cached as bags in ``--work``): training sessions with
@@ -21,6 +21,11 @@ simulated MVC trial; the networks also remove each session's resting level
 (:func:`emg_msk_ros.learning.dataset.model_input`), the physics model takes the MVC-normalised
 excitation as EMG-driven models do. Scores cover the
 same samples for every method (from the CNN's first full window on).
+
+``--ceiling`` adds a diagnostic regime: both networks trained and tested (plenty, held-out
+trials) on the simulator's true muscle activations instead of the EMG, i.e. with no
+EMG-processing error. The gap between it and ``plenty`` is what better EMG processing could
+buy; its own error is the network's.
 
 Speed, on one CPU thread (torch, and numpy's BLAS: the benchmark reruns itself with
 ``OPENBLAS_NUM_THREADS=1`` etc.): one estimate (window -> angle, velocity, forces, moments,
@@ -119,16 +124,23 @@ class Fitted(NamedTuple):
     train_seconds: dict[str, float]
 
 
-def fit(recordings: list[Recording], preset: Preset, settings, conditioning) -> Fitted:
-    """Train both networks and calibrate the physics model on the training sessions."""
-    seconds = {}
-    nets = {}
+def train_networks(recordings: list[Recording], preset: Preset, settings, conditioning,
+                   true_activation: bool = False) -> tuple[dict[str, Estimator], dict]:
+    """The PI-CNN and the data-only CNN trained on the sessions, and their training times (s)."""
     names = [f"train seed {rec.metadata['seed']}" for rec in recordings]
+    nets, seconds = {}, {}
     for name, physics in (("PI-CNN", True), ("CNN", False)):
         trained = train_on_recordings(recordings, names, preset, settings, conditioning,
-                                      physics=physics)
+                                      physics=physics, true_activation=true_activation)
         nets[name] = trained.estimator
         seconds[name] = trained.result.seconds
+    return nets, seconds
+
+
+def fit(recordings: list[Recording], preset: Preset, settings, conditioning) -> Fitted:
+    """Train both networks and calibrate the physics model on the training sessions."""
+    nets, seconds = train_networks(recordings, preset, settings, conditioning)
+    names = [f"train seed {rec.metadata['seed']}" for rec in recordings]
     # the EMG-driven model is calibrated on one training trial, as CEINMS-style tools are
     # (sessions cannot be joined: inverse dynamics across the seam would be meaningless)
     trial = ds.make_trial(recordings[0], preset, conditioning,
@@ -156,17 +168,21 @@ def restrict(predictions: dict[str, np.ndarray], first: int) -> dict[str, np.nda
     return {key: value[keep] for key, value in predictions.items()}
 
 
+def score_networks(nets: dict[str, Estimator], trials: list[ds.Trial], preset: Preset
+                   ) -> dict[str, dict]:
+    """Metrics of each network over the test trials."""
+    return {name: score([(estimate_offline(estimator, trial.excitation, trial.baseline), trial)
+                         for trial in trials], preset)
+            for name, estimator in nets.items()}
+
+
 def score_methods(fitted: Fitted, trials: list[ds.Trial], preset: Preset) -> dict[str, dict]:
     """Metrics of the three methods over the same samples of the test trials."""
     first = fitted.pi.window - 1
-    pairs: dict[str, list] = {name: [] for name in METHODS}
-    for trial in trials:
-        for name, estimator in (("PI-CNN", fitted.pi), ("CNN", fitted.cnn)):
-            pairs[name].append((estimate_offline(estimator, trial.excitation, trial.baseline),
-                                trial))
-        pairs["physics"].append((restrict(physics_predictions(fitted.physics, trial), first),
-                                 trial))
-    return {name: score(pairs[name], preset) for name in METHODS}
+    physics = [(restrict(physics_predictions(fitted.physics, trial), first), trial)
+               for trial in trials]
+    return {**score_networks({"PI-CNN": fitted.pi, "CNN": fitted.cnn}, trials, preset),
+            "physics": score(physics, preset)}
 
 
 def timings(fitted: Fitted, trial: ds.Trial, calls: int) -> dict[str, tuple[float, float]]:
@@ -187,8 +203,9 @@ def timings(fitted: Fitted, trial: ds.Trial, calls: int) -> dict[str, tuple[floa
     return out
 
 
-def run_preset(name: str, work: Path, size: str, log) -> dict:
-    """All regimes and methods for one preset."""
+def run_preset(name: str, work: Path, size: str, log, ceiling: bool = False) -> dict:
+    """All regimes and methods for one preset; ``ceiling`` adds the networks trained and
+    tested on the true activations (regime ``ceiling``: no EMG processing error)."""
     preset = load_preset(name)
     conditioning = load_settings()
     settings = load_training_settings()
@@ -204,6 +221,9 @@ def run_preset(name: str, work: Path, size: str, log) -> dict:
             cal = ds.session_calibration(rec, preset, conditioning, f"seed {item[1]}")
             trials[group].append(ds.make_trial(rec, preset, conditioning, cal,
                                                f"{group} seed {item[1]}"))
+            if ceiling and group == "test":
+                trials.setdefault("ceiling", []).append(
+                    ds.true_activation_trial(trials[group][-1], rec, preset))
     log(f"{name}: training on {sum(r.duration for r in plenty):g} s (plenty)")
     plenty_fit = fit(plenty, preset, settings, conditioning)
     log(f"{name}: training on {sum(r.duration for r in little):g} s (little)")
@@ -213,17 +233,24 @@ def run_preset(name: str, work: Path, size: str, log) -> dict:
                "little": score_methods(little_fit, trials["test"], preset),
                "faster": score_methods(plenty_fit, trials["fast"], preset)}
     speed = timings(plenty_fit, trials["test"][0], TIMING_CALLS[size])
+    seconds = {"plenty": plenty_fit.train_seconds, "little": little_fit.train_seconds,
+               "faster": plenty_fit.train_seconds}
+    if ceiling:
+        log(f"{name}: training on the true activations of the plenty sessions (ceiling)")
+        nets, seconds["ceiling"] = train_networks(plenty, preset, settings, conditioning,
+                                                  true_activation=True)
+        regimes["ceiling"] = score_networks(nets, trials["ceiling"], preset)
     rows = []
     for regime, by_method in regimes.items():
-        fitted = little_fit if regime == "little" else plenty_fit
         for method, m in by_method.items():
+            p50, p99 = speed[method] if regime != "ceiling" else (math.nan, math.nan)
             rows.append({
                 "regime": regime, "method": method,
                 "angle_rmse_deg": m["angle"]["rmse_deg"], "angle_r2": m["angle"]["r2"],
                 "force_nrmse": m["force_nrmse_mean"], "moment_nrmse": m["moment"]["nrmse"],
                 "physics_residual_nm": m["physics_residual_rms"],
-                "infer_p50_ms": speed[method][0], "infer_p99_ms": speed[method][1],
-                "train_s": fitted.train_seconds[method],
+                "infer_p50_ms": p50, "infer_p99_ms": p99,
+                "train_s": seconds[regime][method],
             })
     truth_residual = regimes["plenty"]["PI-CNN"]["physics_residual_rms_truth"]
     return {"preset": name, "rows": rows, "truth_residual_nm": truth_residual,
@@ -289,6 +316,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--work", default="out/bench_learning",
                         help="folder for the simulated session bags (reused between runs)")
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="also train and test the networks on the sessions' true "
+                             "activations: their accuracy without EMG processing error")
     args = parser.parse_args(argv)
     status = rerun_single_threaded(__file__, argv)  # one BLAS thread: numpy's live path
     if status is not None:
@@ -300,7 +330,8 @@ def main(argv: list[str]) -> int:
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
-    results = [run_preset(name, work, size, log) for name in (args.preset or ["knee", "wrist"])]
+    results = [run_preset(name, work, size, log, args.ceiling)
+               for name in (args.preset or ["knee", "wrist"])]
     if args.json:
         print(json.dumps(jsonable({"benchmark": "learning", "size": size,
                                    "results": results}), indent=2))

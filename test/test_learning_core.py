@@ -27,6 +27,7 @@ from emg_msk_ros.learning.settings import ModelSettings, TrainingSettings
 from emg_msk_ros.learning.train import train_on_recordings
 from emg_msk_ros.physics.forward import simulate_forward
 from emg_msk_ros.physics.preset import load_preset
+from emg_msk_ros.physics.simulate import simulate_session
 from emg_msk_ros.signal.config import ConditioningSettings
 
 TOY = {
@@ -75,7 +76,7 @@ def toy_recording(preset, duration: float, seed: int, forces: bool = True) -> Re
         channel_names=["F", "E"], joint_name="toy_joint", kin_time=sim.time, angle=sim.angle,
         velocity=sim.velocity, muscle_names=list(preset.muscle_names),
         force=sim.force if forces else None, moment=sim.moment if forces else None,
-        metadata={"preset": "toy", "seed": seed})
+        activation=sim.activation, metadata={"preset": "toy", "seed": seed})
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +141,24 @@ def test_windows_hold_the_excitation_and_the_labels_of_their_last_steps(preset, 
     # the flexor's envelope follows the force it drove in the simulation
     r = np.corrcoef(trial.excitation[50:, 0], trial.force[50:, 0])[0, 1]
     assert r > 0.7
+
+
+def test_simulated_sessions_remove_their_rest_trial_level(conditioning):
+    knee = load_preset("knee")
+    recording = simulate_session(knee, 8.0, seed=4)
+    cal = ds.session_calibration(recording, knee, conditioning, "seed 4")
+    rest = cal.rest_excitation_for(knee.channel_names)
+    gains = np.array(recording.metadata["emg_gain"])
+    tone = recording.metadata["motion"]["tone"]
+    # the relaxed muscle's tone plus the electrode's noise floor, which weighs more on a
+    # low-gain electrode (MVC normalisation divides the floor by the gain)
+    assert np.all((rest > 0.8 * tone) & (rest < 0.2))
+    assert rest[np.argmin(gains)] > rest[np.argmax(gains)]
+    trial = ds.make_trial(recording, knee, conditioning, cal, "seed 4")
+    np.testing.assert_allclose(trial.baseline, rest)
+    own = ds.make_trial(recording, knee, conditioning, dataclasses.replace(cal, rest={}),
+                        "seed 4")  # no rest trial: the session's own 2nd percentile
+    np.testing.assert_allclose(own.baseline, ds.session_baseline(own.excitation))
 
 
 def test_sessions_with_wrong_channels_or_joint_are_refused(preset, recording, conditioning):
@@ -267,6 +286,33 @@ def test_training_is_deterministic_for_a_seed(preset, recording, conditioning):
                     second.result.model.state_dict().values()):
         assert torch.equal(a, b)
     assert first.meta["training"]["data_hash"] == second.meta["training"]["data_hash"]
+
+
+def test_true_activation_diagnostic_swaps_the_input_and_is_never_saved(preset, recording,
+                                                                      conditioning, tmp_path):
+    cal = ds.session_calibration(recording, preset, conditioning, "toy-1")
+    trial = ds.make_trial(recording, preset, conditioning, cal, "toy-1")
+    true = ds.true_activation_trial(trial, recording, preset)
+    expected = np.stack([np.interp(trial.time, recording.kin_time, recording.activation[:, i])
+                         for i in range(2)], axis=1)
+    np.testing.assert_allclose(true.excitation, expected)
+    np.testing.assert_array_equal(true.baseline, [0.0, 0.0])
+    np.testing.assert_allclose(true.inputs, expected)
+    assert not np.allclose(true.excitation, trial.excitation, atol=0.01)  # EMG was replaced
+    np.testing.assert_array_equal(true.angle, trial.angle)  # labels untouched
+    with pytest.raises(ds.DataError, match="no true activations"):
+        ds.true_activation_trial(trial, dataclasses.replace(recording, activation=None), preset)
+
+    quick = SMALL.replace("optim", max_epochs=3)
+    diagnostic = train_on_recordings([recording], ["toy-1"], preset, quick, conditioning,
+                                     true_activation=True)
+    assert diagnostic.meta["training"]["inputs"] == "true activations"
+    with pytest.raises(ds.DataError, match="diagnostic and is not saved"):
+        diagnostic.save(tmp_path / "diagnostic")
+    assert not (tmp_path / "diagnostic").exists()
+    # it was trained on the activations: the resting baseline it keeps is theirs, not the EMG's
+    assert diagnostic.meta["normalisation"]["excitation_baseline"] == pytest.approx(
+        list(true.baseline))
 
 
 def test_unlabelled_forces_mode_learns_bounded_parameters(preset, conditioning):

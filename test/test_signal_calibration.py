@@ -13,6 +13,7 @@ from emg_msk_ros.signal import (
     compute_calibration,
     condition_offline,
 )
+from emg_msk_ros.signal.calibration import rest_levels
 from emg_msk_ros.signal.config import EnvelopeSettings, NormalisationSettings
 from emg_msk_ros.signal.synthetic import modulated_noise
 
@@ -58,6 +59,31 @@ def test_yaml_round_trip(tmp_path):
     np.testing.assert_array_equal(
         condition_offline(emg, FS, NAMES, SETTINGS, loaded).excitation,
         condition_offline(emg, FS, NAMES, SETTINGS, calibration).excitation)
+
+
+def test_rest_levels_measure_the_resting_envelope_and_round_trip(tmp_path):
+    mvc = compute_calibration(_steady(1e-4), FS, NAMES, SETTINGS, source="mvc.bag")
+    rest_emg = _steady(1e-4, seed=5) * [0.02, 0.05]  # 2 % and 5 % of the MVC amplitude
+    rest = rest_levels(rest_emg, FS, NAMES, SETTINGS)
+    calibration = Calibration(references=mvc.references, conditioning=mvc.conditioning,
+                              source="mvc.bag", rest=rest)
+    levels = calibration.rest_excitation_for(["BF", "RF"])
+    assert levels[0] / levels[1] == pytest.approx(2.5, rel=0.05)  # in the order asked
+    assert np.all((levels > 0.01) & (levels < 0.05))  # excitations: rest / reference
+    # the resting level is what the rest recording's own excitation sits at
+    rest_excitation = condition_offline(rest_emg, FS, NAMES, SETTINGS, calibration).excitation
+    np.testing.assert_allclose(np.median(rest_excitation[200:], axis=0), levels[::-1], rtol=0.02)
+    loaded = Calibration.load(calibration.save(tmp_path / "calibration.yaml"))
+    assert loaded == calibration
+    assert mvc.rest_excitation_for(NAMES) is None  # an MVC-only calibration has none
+    with pytest.raises(ConfigError, match="channel RF has rest level .* below its reference"):
+        Calibration(references=mvc.references, conditioning=mvc.conditioning,
+                    rest={"RF": 2 * mvc.references["RF"], "BF": 0.0})
+    with pytest.raises(ConfigError, match="rest level for channel VM, which has no reference"):
+        Calibration(references=mvc.references, conditioning=mvc.conditioning, rest={"VM": 0.0})
+    with pytest.raises(ConfigError, match="no rest level for channel.s. BF"):
+        Calibration(references=mvc.references, conditioning=mvc.conditioning,
+                    rest={"RF": 0.0}).rest_excitation_for(NAMES)
 
 
 def test_channels_are_matched_by_name():

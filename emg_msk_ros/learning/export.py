@@ -252,12 +252,10 @@ def read_model_dir(path: str | Path) -> ModelDir:
         check.fail("conditioning.output_rate_hz",
                    f"{conditioning.output_rate_hz} Hz differs from model_rate {model_rate} Hz")
     cal = check.get(meta, "calibration", dict)
-    references = check.get(cal, "references_v", dict, "calibration")
+    check.get(cal, "references_v", dict, "calibration")
+    check.get(cal, "conditioning", dict, "calibration")
     try:
-        calibration = Calibration(
-            references={str(k): float(v) for k, v in references.items()},
-            conditioning=check.get(cal, "conditioning", dict, "calibration"),
-            percentile=float(cal.get("percentile", 99.0)), source=str(cal.get("source", "")))
+        calibration = Calibration.from_mapping(cal, "calibration")
         calibration.reference_for(channels)
         calibration.check_settings(conditioning)
     except (ConfigError, TypeError, ValueError) as exc:

@@ -60,7 +60,11 @@ class TrainedModel:
     estimator: Estimator  # in memory, same code path as a loaded model
 
     def save(self, path: str | Path) -> Path:
-        """Write the model folder (model.pt + model.yaml)."""
+        """Write the model folder (model.pt + model.yaml); refused for a diagnostic model
+        trained on true activations, which could not run on EMG."""
+        if self.meta["training"]["inputs"] != "EMG":
+            raise ds.DataError(f"a model trained on {self.meta['training']['inputs']} is a "
+                               "diagnostic and is not saved")
         return save_model_dir(path, self.result.model, self.meta)
 
 
@@ -119,10 +123,12 @@ def train_on_recordings(recordings: Sequence[Recording], names: Sequence[str], p
                         physics: bool = True, calibration: Calibration | None = None,
                         val_recordings: Sequence[Recording] = (),
                         val_names: Sequence[str] = (), progress: bool = False,
-                        command: str = "") -> TrainedModel:
+                        command: str = "", true_activation: bool = False) -> TrainedModel:
     """Condition the sessions, train, and describe the model (model.yaml content).
 
     ``physics=False`` trains the data-only baseline (same network, data terms only).
+    ``true_activation`` trains on simulated sessions' true activations instead of their EMG
+    (:func:`.dataset.true_activation_trial`; a diagnostic, never a model to deploy).
     """
     if not recordings:
         raise ds.DataError("no training sessions given")
@@ -138,7 +144,8 @@ def train_on_recordings(recordings: Sequence[Recording], names: Sequence[str], p
     def trial(rec: Recording, name: str) -> ds.Trial:
         cal = calibration or ds.session_calibration(rec, preset, conditioning, name)
         sources.append(cal.source)
-        return ds.make_trial(rec, preset, conditioning, cal, name)
+        made = ds.make_trial(rec, preset, conditioning, cal, name)
+        return ds.true_activation_trial(made, rec, preset) if true_activation else made
 
     trials = [trial(rec, name) for rec, name in zip(recordings, names)]
     val_trials = [trial(rec, name) for rec, name in zip(val_recordings, val_names)]
@@ -186,6 +193,7 @@ def train_on_recordings(recordings: Sequence[Recording], names: Sequence[str], p
             "command": command,
             "seed": settings.seed,
             "mode": "forces supervised" if result.forces_labelled else "forces unlabelled",
+            "inputs": "true activations" if true_activation else "EMG",
             "split": "by trial" if val_recordings else "by time",
             # each session's references (model.yaml keeps the first session's: a new session
             # needs its own MVC calibration) and resting baseline (normalisation)

@@ -3,6 +3,10 @@
 The reference of a channel is a high percentile (default the 99th) of its conditioned,
 unnormalised envelope over a calibration recording: robust to a single spike, unlike the
 maximum. Excitation = envelope / reference, clipped to [0, 1].
+
+Optionally, each channel's resting level: the median envelope over a recording with the muscles
+relaxed (electrode noise floor plus resting tone). The learning path removes it from the
+excitation (:mod:`emg_msk_ros.learning.dataset`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class Calibration:
     percentile: float = 99.0
     source: str = ""  # the recording it came from
     notes: tuple[str, ...] = field(default_factory=tuple)  # quality problems seen
+    rest: dict[str, float] = field(default_factory=dict)  # channel -> resting envelope (V)
 
     def __post_init__(self) -> None:
         for name, value in self.references.items():
@@ -41,6 +46,14 @@ class Calibration:
                     f"{self._label}: channel {name} has reference {value!r} V; it must be "
                     f"> {MIN_REFERENCE_V:g} V (flat or missing signal?)"
                 )
+        for name, value in self.rest.items():
+            if name not in self.references:
+                raise ConfigError(f"{self._label}: rest level for channel {name}, which has "
+                                  "no reference")
+            if not (np.isfinite(value) and 0.0 <= value < self.references[name]):
+                raise ConfigError(
+                    f"{self._label}: channel {name} has rest level {value!r} V; it must be "
+                    f">= 0 and below its reference {self.references[name]:g} V")
 
     @property
     def _label(self) -> str:
@@ -55,6 +68,17 @@ class Calibration:
                 f"it covers {', '.join(self.references)}"
             )
         return np.array([self.references[name] for name in channel_names], dtype=np.float64)
+
+    def rest_excitation_for(self, channel_names: Sequence[str]) -> np.ndarray | None:
+        """Resting levels as excitations (rest / reference, (C,)) in the order of
+        ``channel_names``; None when the calibration has none. All channels or none."""
+        if not self.rest:
+            return None
+        missing = [name for name in channel_names if name not in self.rest]
+        if missing:
+            raise ConfigError(f"{self._label} has no rest level for channel(s) "
+                              f"{', '.join(missing)}")
+        return np.array([self.rest[n] / self.references[n] for n in channel_names])
 
     def check_settings(self, settings: ConditioningSettings) -> None:
         """Refuse settings whose filters would change the envelope's scale."""
@@ -76,6 +100,7 @@ class Calibration:
             "references_v": {name: float(v) for name, v in self.references.items()},
             "conditioning": self.conditioning,
             "notes": list(self.notes),
+            **({"rest_v": {name: float(v) for name, v in self.rest.items()}} if self.rest else {}),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -94,13 +119,33 @@ class Calibration:
         for key in ("references_v", "conditioning"):
             if not isinstance(data.get(key), dict) or not data[key]:
                 raise ConfigError(f"{path}: field {key} must be a non-empty mapping")
-        try:
-            references = {str(k): float(v) for k, v in data["references_v"].items()}
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{path}: references_v must map channel names to volts") from exc
-        return cls(references=references, conditioning=data["conditioning"],
+        return cls.from_mapping(data, str(path))
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any], where: str) -> Calibration:
+        """A calibration from its YAML document (:meth:`to_mapping`); errors name ``where``."""
+        volts = {}
+        for key in ("references_v", "rest_v"):
+            try:
+                volts[key] = {str(k): float(v) for k, v in (data.get(key) or {}).items()}
+            except (AttributeError, TypeError, ValueError) as exc:
+                raise ConfigError(f"{where}: {key} must map channel names to volts") from exc
+        return cls(references=volts["references_v"], conditioning=data["conditioning"],
                    percentile=float(data.get("percentile", 99.0)),
-                   source=str(data.get("source", "")), notes=tuple(data.get("notes") or ()))
+                   source=str(data.get("source", "")), notes=tuple(data.get("notes") or ()),
+                   rest=volts["rest_v"])
+
+
+def rest_levels(emg: np.ndarray, sample_rate: float, channel_names: Sequence[str],
+                settings: ConditioningSettings) -> dict[str, float]:
+    """Resting level (V) of each channel: the median unnormalised envelope over a recording
+    (n, channels; V) with the muscles relaxed, after the filters' first 20 % (start-up)."""
+    conditioner = Conditioner(settings, sample_rate, list(channel_names), unnormalised=True)
+    envelope = conditioner.process(emg, 0).excitation
+    settled = envelope[len(envelope) // 5:]
+    if len(settled) == 0:
+        raise ConfigError("the rest recording is too short to measure a resting level")
+    return {name: float(v) for name, v in zip(channel_names, np.median(settled, axis=0))}
 
 
 def compute_calibration(emg: np.ndarray, sample_rate: float, channel_names: Sequence[str],
