@@ -240,7 +240,8 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     recording = _simulate(estimator, args.duration, args.seed)
     session = write_recording(out / "session", recording, chunk_size=10)
-    # A lab records an MVC trial with each session's electrodes; the simulator knows their gains.
+    # A lab records MVC and rest trials with each session's electrodes; the simulator knows
+    # their gains.
     calibration = simulated_mvc_calibration(recording, estimator.preset,
                                             estimator.conditioner_settings, "demo session")
     calibration_file = calibration.save(out / "calibration.yaml")
@@ -255,7 +256,8 @@ def run(args: argparse.Namespace) -> int:
                                                start_offset=0.0)
     for name in ("emg_conditioner", "msk_estimator"):
         config.setdefault(name, {})["model"] = model_path
-    config["emg_conditioner"]["calibration_file"] = str(calibration_file)
+    for name in ("emg_conditioner", "msk_estimator"):
+        config[name]["calibration_file"] = str(calibration_file)
     try:
         reason, counts, start_ns = _replay(config, out / "record", args.duration, args.rate)
     except GraphError as exc:

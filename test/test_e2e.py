@@ -42,7 +42,9 @@ def test_demo_graph_output_equals_the_offline_run_without_drops(tmp_path, capsys
     calibration = Calibration.load(out / "calibration.yaml")  # the session's MVC, not the model's
     assert calibration.references != estimator.calibration.references
     envelope, _ = condition_recording(recording, estimator.conditioner_settings, calibration)
-    offline = estimate_offline(estimator, envelope)
+    rest = calibration.rest_excitation_for(estimator.channel_names)  # the session's rest trial
+    assert rest is not None and not np.allclose(rest, estimator.baseline)
+    offline = estimate_offline(estimator, envelope, rest)
     recorded = read_topics(out / "record", ["/emg/raw", "/emg/envelope"])
 
     raw = [m for _, m in recorded["/emg/raw"]]

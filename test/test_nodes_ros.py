@@ -25,7 +25,12 @@ from emg_msk_ros.nodes.common import float32_array, resolve_model, sensor_qos, t
 from emg_msk_ros.nodes.emg_conditioner import EmgConditioner
 from emg_msk_ros.nodes.emg_driver import EmgDriver
 from emg_msk_ros.nodes.msk_estimator import LimbMarkers, MskEstimator, SlidingWindow
-from emg_msk_ros.signal import compute_calibration, condition_offline, load_settings
+from emg_msk_ros.signal import (
+    Calibration,
+    compute_calibration,
+    condition_offline,
+    load_settings,
+)
 
 MODEL = os.environ.get("EMG_MSK_MODEL", "knee")
 FS = 2000.0
@@ -259,6 +264,25 @@ def test_estimator_output_equals_the_offline_estimate(rclpy_context, executor, e
                                atol=1e-3)
     assert list(muscles[0].names) == estimator.muscle_names
     assert list(joints[0].name) == [estimator.joint_name]
+
+
+def test_estimator_takes_the_sessions_rest_levels_from_its_calibration(rclpy_context,
+                                                                        estimator, tmp_path):
+    names = estimator.channel_names
+    references = dict(zip(names, [1e-4, 2e-4, 3e-4, 4e-4, 5e-4][:len(names)]))
+    rest = {name: 0.03 * ref for name, ref in references.items()}
+    signature = estimator.conditioner_settings.envelope_signature()
+    with_rest = Calibration(references=references, conditioning=signature, rest=rest)
+    without = Calibration(references=references, conditioning=signature)
+    nodes = {}
+    for label, calibration in (("rest", with_rest), ("mvc only", without)):
+        path = calibration.save(tmp_path / f"{label}.yaml")
+        nodes[label] = MskEstimator(context=rclpy_context, parameter_overrides=params(
+            model=MODEL, calibration_file=str(path)))
+    np.testing.assert_allclose(nodes["rest"].estimator.baseline, 0.03, rtol=1e-6)
+    np.testing.assert_array_equal(nodes["mvc only"].estimator.baseline, estimator.baseline)
+    for node in nodes.values():
+        node.destroy_node()
 
 
 def test_estimator_bridges_short_gaps_and_restarts_after_long_ones(rclpy_context, estimator):

@@ -12,8 +12,10 @@ sample's stamp (the acquisition time of the newest EMG sample it derives from):
   ``markers_every``-th estimate, and only while something subscribes (building the array costs
   about as much as the inference).
 
-An envelope whose channels or rate differ from the model's is refused (ERROR on
-``/diagnostics``). A gap of up to ``max_bridge_steps`` samples is bridged by holding the last
+``calibration_file`` (the session's calibration, as given to ``emg_conditioner``): when it holds
+rest levels, they replace the model's resting baseline (the first training session's), so the
+network sees this session's excitation above rest. An envelope whose channels or rate differ
+from the model's is refused (ERROR on ``/diagnostics``). A gap of up to ``max_bridge_steps`` samples is bridged by holding the last
 sample; a longer one empties the window (no estimates until it refills).
 """
 
@@ -33,6 +35,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from emg_msk_ros.learning.inference import Estimator, ModelError, load_model
 from emg_msk_ros.msg import EmgArray, MuscleState
+from emg_msk_ros.signal.calibration import Calibration
 from emg_msk_ros.nodes.common import (
     TOPIC_ENVELOPE,
     TOPIC_JOINT,
@@ -155,6 +158,8 @@ class MskEstimator(Node):
         super().__init__("msk_estimator", **kwargs)
         model = declare(self, "model", "knee", "model folder (or name under the package's "
                         "models/)")
+        calibration_file = declare(self, "calibration_file", "", "the session's calibration "
+                                   "YAML; its rest levels replace the model's resting baseline")
         self.max_bridge_steps = declare(self, "max_bridge_steps", 5, "envelope gap (samples) "
                                         "bridged by holding the last sample; longer gaps empty "
                                         "the window", low=0, high=1000)
@@ -167,6 +172,8 @@ class MskEstimator(Node):
         depth, period, stale = declare_common(self)
         torch.set_num_threads(threads)
         self.estimator: Estimator = load_model(resolve_model(model))
+        if calibration_file:
+            self._use_rest_levels(Calibration.load(calibration_file), calibration_file)
         self.health = Health(self, "musculoskeletal estimate", period=period,
                              stale_after=stale, extra=self._diagnostic_values)
         est = self.estimator
@@ -184,6 +191,14 @@ class MskEstimator(Node):
         self.get_logger().info(
             f"model {est.path}: channels {est.channel_names} at {est.model_rate:g} Hz, window "
             f"{est.window} samples, muscles {est.muscle_names}")
+
+    def _use_rest_levels(self, calibration: Calibration, path: str) -> None:
+        rest = calibration.rest_excitation_for(self.estimator.channel_names)
+        if rest is None:
+            self.get_logger().info(f"{path} has no rest levels; keeping the model's baseline")
+            return
+        self.estimator.baseline = rest
+        self.get_logger().info(f"resting baseline from {path}: {np.round(rest, 4).tolist()}")
 
     def _diagnostic_values(self) -> dict:
         values = {"model": str(self.estimator.path), "estimates": self.estimates}
