@@ -17,10 +17,10 @@ Three methods, trained and scored by the same code on the same windows: the PI-C
 the preset's EMG-driven model calibrated on the same training trial
 (:mod:`emg_msk_ros.physics.baseline`, on the first training session; forward integration from
 the true initial angle). All use the same causal excitations, calibrated per session by a
-simulated MVC trial; the networks also remove each session's resting level
-(:func:`emg_msk_ros.learning.dataset.model_input`), the physics model takes the MVC-normalised
-excitation as EMG-driven models do. Scores cover the
-same samples for every method (from the CNN's first full window on).
+simulated MVC trial; the networks also remove each session's resting level, measured on a
+simulated rest trial (:func:`emg_msk_ros.learning.dataset.model_input`), while the physics
+model takes the MVC-normalised excitation as EMG-driven models do. Scores cover the same
+samples for every method (from the CNN's first full window on).
 
 ``--ceiling`` adds a diagnostic regime: both networks trained and tested (plenty, held-out
 trials) on the simulator's true muscle activations instead of the EMG, i.e. with no

@@ -255,9 +255,8 @@ def run(args: argparse.Namespace) -> int:
                                                rate=float(args.rate), loop=False,
                                                start_offset=0.0)
     for name in ("emg_conditioner", "msk_estimator"):
-        config.setdefault(name, {})["model"] = model_path
-    for name in ("emg_conditioner", "msk_estimator"):
-        config[name]["calibration_file"] = str(calibration_file)
+        config.setdefault(name, {}).update(model=model_path,
+                                           calibration_file=str(calibration_file))
     try:
         reason, counts, start_ns = _replay(config, out / "record", args.duration, args.rate)
     except GraphError as exc:
