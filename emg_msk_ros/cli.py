@@ -17,6 +17,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("emg_msk_ros.physics.simulate", "write a synthetic session with ground truth"),
     "import-osim": ("emg_msk_ros.physics.osim_import", "make a preset from an OpenSim model"),
     "import": ("emg_msk_ros.io.importers", "convert a recording (uci, csv) to a session bag"),
+    "calibrate": ("emg_msk_ros.signal.calibration",
+                  "MVC references (and rest levels) of a session's electrodes"),
     "train": ("emg_msk_ros.learning.train", "train a (physics-informed) model on sessions"),
     "evaluate": ("emg_msk_ros.learning.evaluate", "score a model on a session"),
     "run": ("emg_msk_ros.runner", "run the node graph in one process"),

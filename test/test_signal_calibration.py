@@ -136,3 +136,31 @@ def test_load_rejects_other_files(tmp_path):
     path.write_text("references_v: {RF: 1}\n")
     with pytest.raises(ConfigError, match="x.yaml: not a calibration file"):
         Calibration.load(path)
+
+
+def test_calibrate_command_writes_references_and_rest_levels(tmp_path, capsys):
+    from emg_msk_ros.cli import main
+    from emg_msk_ros.io.recording import Recording
+    from emg_msk_ros.io.session_bag import write_recording
+
+    def bag(name, emg, channels):
+        return str(write_recording(tmp_path / name, Recording(
+            emg=emg, sample_rate=FS, channel_names=channels)))
+
+    mvc = bag("mvc", _steady(1e-4), NAMES)
+    rest = bag("rest", _steady(1e-4, seed=6)[:, ::-1] * [0.05, 0.02], NAMES[::-1])
+    out = tmp_path / "calibration.yaml"
+    assert main(["calibrate", "--mvc", mvc, "--rest", rest, "--out", str(out)]) == 0
+    calibration = Calibration.load(out)
+    assert calibration.references == pytest.approx(  # the bag holds float32 samples
+        compute_calibration(_steady(1e-4), FS, NAMES, SETTINGS).references, rel=1e-6)
+    # channels are matched by name: BF rests at 2 %, RF at 5 % of the MVC amplitude
+    levels = calibration.rest_excitation_for(NAMES)
+    assert levels[1] / levels[0] == pytest.approx(2.5, rel=0.05)
+    assert "rest" in capsys.readouterr().out
+
+    one = bag("one", _steady(1e-4)[:, :1], ["RF"])
+    assert main(["calibrate", "--mvc", mvc, "--rest", one, "--out",
+                 str(tmp_path / "x.yaml")]) == 1
+    assert "lacks channel(s) BF" in capsys.readouterr().err
+    assert not (tmp_path / "x.yaml").exists()

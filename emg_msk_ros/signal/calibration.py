@@ -1,4 +1,5 @@
-"""Per-channel reference envelopes (MVC or another reference contraction), saved as YAML.
+"""Per-channel reference envelopes (MVC or another reference contraction), saved as YAML;
+``emg-msk calibrate`` makes one from session bags.
 
 The reference of a channel is a high percentile (default the 99th) of its conditioned,
 unnormalised envelope over a calibration recording: robust to a single spike, unlike the
@@ -11,6 +12,9 @@ excitation (:mod:`emg_msk_ros.learning.dataset`).
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +24,7 @@ import numpy as np
 import yaml
 
 from emg_msk_ros.signal.conditioner import Conditioner
-from emg_msk_ros.signal.config import ConditioningSettings, ConfigError
+from emg_msk_ros.signal.config import ConditioningSettings, ConfigError, load_settings
 
 SCHEMA = "emg_msk_ros/calibration/1"
 # A reference below this is no signal (a flat channel's envelope is ~1e-19 V after filtering);
@@ -169,3 +173,50 @@ def compute_calibration(emg: np.ndarray, sample_rate: float, channel_names: Sequ
         source=source,
         notes=notes,
     )
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Options of ``emg-msk calibrate``."""
+    parser.add_argument("--mvc", required=True, metavar="SESSION",
+                        help="session bag of the reference (MVC) contractions")
+    parser.add_argument("--rest", metavar="SESSION",
+                        help="session bag recorded with the muscles relaxed (rest levels)")
+    parser.add_argument("--out", required=True, help="calibration YAML to write")
+    parser.add_argument("--conditioning", help="conditioning YAML (default "
+                        "config/conditioning.yaml; must be the one the model uses)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure and save the calibration; errors are printed with what is wrong."""
+    from emg_msk_ros.io.session_bag import SessionError, read_recording
+
+    try:
+        settings = load_settings(args.conditioning)
+        mvc = read_recording(args.mvc)
+        names = list(mvc.channel_names)
+        calibration = compute_calibration(mvc.emg, mvc.sample_rate, names, settings,
+                                          source=str(args.mvc))
+        if args.rest:
+            rest = read_recording(args.rest)
+            missing = [name for name in names if name not in rest.channel_names]
+            if missing:
+                raise ConfigError(f"{args.rest} lacks channel(s) {', '.join(missing)} of "
+                                  f"{args.mvc}")
+            emg = rest.emg[:, [rest.channel_names.index(name) for name in names]]
+            calibration = dataclasses.replace(
+                calibration, source=f"{args.mvc}; rest {args.rest}",
+                rest=rest_levels(emg, rest.sample_rate, names, settings))
+        path = calibration.save(args.out)
+    except (ConfigError, SessionError, FileNotFoundError) as exc:
+        print(f"emg-msk calibrate: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {path}")
+    rest = calibration.rest_excitation_for(names)
+    for i, name in enumerate(names):
+        line = f"  {name}: reference {calibration.references[name] * 1e6:.1f} uV"
+        if rest is not None:
+            line += f", rest {calibration.rest[name] * 1e6:.2f} uV ({rest[i]:.3f} of it)"
+        print(line)
+    for note in calibration.notes:
+        print(f"  note: {note}")
+    return 0
