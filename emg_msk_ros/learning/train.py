@@ -139,17 +139,17 @@ def train_on_recordings(recordings: Sequence[Recording], names: Sequence[str], p
     for rec, name in zip([*recordings, *val_recordings], [*names, *val_names]):
         ds.channel_columns(rec, preset.channel_names, name)
 
-    sources = []
+    calibrations = []  # each session's, in order (training sessions first)
 
     def trial(rec: Recording, name: str) -> ds.Trial:
         cal = calibration or ds.session_calibration(rec, preset, conditioning, name)
-        sources.append(cal.source)
+        calibrations.append(cal)
         made = ds.make_trial(rec, preset, conditioning, cal, name)
         return ds.true_activation_trial(made, rec, preset) if true_activation else made
 
     trials = [trial(rec, name) for rec, name in zip(recordings, names)]
     val_trials = [trial(rec, name) for rec, name in zip(val_recordings, val_names)]
-    stored = calibration or ds.session_calibration(recordings[0], preset, conditioning, names[0])
+    stored = calibrations[0]
     window = window_length(settings.model)
     train_segments, val_trials, val_segments = _segments(trials, val_trials, settings)
     train_set = ds.WindowSet(trials, train_segments, window, settings.model.horizon,
@@ -197,7 +197,7 @@ def train_on_recordings(recordings: Sequence[Recording], names: Sequence[str], p
             "split": "by trial" if val_recordings else "by time",
             # each session's references (model.yaml keeps the first session's: a new session
             # needs its own MVC calibration) and resting baseline (normalisation)
-            "calibration": sources,
+            "calibration": [cal.source for cal in calibrations],
             "data_hash": ds.recordings_hash(recordings),
             "sessions": [_session_info(r, n) for r, n in zip(recordings, names)],
             "validation_sessions": [_session_info(r, n)

@@ -15,8 +15,9 @@ sample's stamp (the acquisition time of the newest EMG sample it derives from):
 ``calibration_file`` (the session's calibration, as given to ``emg_conditioner``): when it holds
 rest levels, they replace the model's resting baseline (the first training session's), so the
 network sees this session's excitation above rest. An envelope whose channels or rate differ
-from the model's is refused (ERROR on ``/diagnostics``). A gap of up to ``max_bridge_steps`` samples is bridged by holding the last
-sample; a longer one empties the window (no estimates until it refills).
+from the model's is refused (ERROR on ``/diagnostics``). A gap of up to ``max_bridge_steps``
+samples is bridged by holding the last sample; a longer one empties the window (no estimates
+until it refills).
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from emg_msk_ros.learning.inference import Estimator, ModelError, load_model
 from emg_msk_ros.msg import EmgArray, MuscleState
-from emg_msk_ros.signal.calibration import Calibration
 from emg_msk_ros.nodes.common import (
     TOPIC_ENVELOPE,
     TOPIC_JOINT,
@@ -50,6 +50,7 @@ from emg_msk_ros.nodes.common import (
     stamp_ns,
     to_stamp,
 )
+from emg_msk_ros.signal.calibration import Calibration
 
 # Schematic limb for the markers (m): proximal segment up from the joint, distal one hanging.
 SEGMENT_LENGTH = 0.4
