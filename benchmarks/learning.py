@@ -1,6 +1,7 @@
 """PI-CNN against the data-only CNN and the EMG-driven physics model, on held-out simulated trials.
 
     emg-msk bench learning [--json] [--preset knee|wrist] [--quick] [--work DIR] [--ceiling]
+                           [--seeds N]
 
 For each preset, sessions are simulated with the project's simulator (``simulate_session``,
 the code behind ``emg-msk simulate``; cached as bags in ``--work``): training sessions with
@@ -21,6 +22,12 @@ simulated MVC trial; the networks also remove each session's resting level, meas
 simulated rest trial (:func:`emg_msk_ros.learning.dataset.model_input`), while the physics
 model takes the MVC-normalised excitation as EMG-driven models do. Scores cover the same
 samples for every method (from the CNN's first full window on).
+
+``--seeds N`` trains each network N times (training seeds s, s + 1, ... from
+``training.seed``) and reports the mean over the runs, with the spread (standard deviation)
+of the angle RMSE: on these trials two seeds of one configuration can differ by more than
+1 deg, so a PI-CNN-vs-CNN difference smaller than the spread is not a finding. Targets are
+judged on the means; speed is timed on the first run. The physics baseline has no seed.
 
 ``--ceiling`` adds a diagnostic regime: both networks trained and tested (plenty, held-out
 trials) on the simulator's true muscle activations instead of the EMG, i.e. with no
@@ -116,30 +123,35 @@ def percentiles_ms(call, arguments, calls: int) -> tuple[float, float]:
 
 
 class Fitted(NamedTuple):
-    """The three methods fitted on one training set."""
+    """The three methods fitted on one training set (the networks once per training seed)."""
 
-    pi: Estimator
-    cnn: Estimator
+    pi: list[Estimator]
+    cnn: list[Estimator]
     physics: Preset  # the calibrated preset of the EMG-driven model
     train_seconds: dict[str, float]
 
 
 def train_networks(recordings: list[Recording], preset: Preset, settings, conditioning,
-                   true_activation: bool = False) -> tuple[dict[str, Estimator], dict]:
-    """The PI-CNN and the data-only CNN trained on the sessions, and their training times (s)."""
+                   runs: int, true_activation: bool = False
+                   ) -> tuple[dict[str, list[Estimator]], dict]:
+    """The PI-CNN and the data-only CNN trained on the sessions ``runs`` times each (training
+    seeds settings.seed, settings.seed + 1, ...), and their mean training times (s)."""
     names = [f"train seed {rec.metadata['seed']}" for rec in recordings]
     nets, seconds = {}, {}
     for name, physics in (("PI-CNN", True), ("CNN", False)):
-        trained = train_on_recordings(recordings, names, preset, settings, conditioning,
-                                      physics=physics, true_activation=true_activation)
-        nets[name] = trained.estimator
-        seconds[name] = trained.result.seconds
+        trained = [train_on_recordings(recordings, names, preset,
+                                       settings.replace(seed=settings.seed + run), conditioning,
+                                       physics=physics, true_activation=true_activation)
+                   for run in range(runs)]
+        nets[name] = [t.estimator for t in trained]
+        seconds[name] = float(np.mean([t.result.seconds for t in trained]))
     return nets, seconds
 
 
-def fit(recordings: list[Recording], preset: Preset, settings, conditioning) -> Fitted:
+def fit(recordings: list[Recording], preset: Preset, settings, conditioning,
+        runs: int) -> Fitted:
     """Train both networks and calibrate the physics model on the training sessions."""
-    nets, seconds = train_networks(recordings, preset, settings, conditioning)
+    nets, seconds = train_networks(recordings, preset, settings, conditioning, runs)
     names = [f"train seed {rec.metadata['seed']}" for rec in recordings]
     # the EMG-driven model is calibrated on one training trial, as CEINMS-style tools are
     # (sessions cannot be joined: inverse dynamics across the seam would be meaningless)
@@ -168,21 +180,44 @@ def restrict(predictions: dict[str, np.ndarray], first: int) -> dict[str, np.nda
     return {key: value[keep] for key, value in predictions.items()}
 
 
-def score_networks(nets: dict[str, Estimator], trials: list[ds.Trial], preset: Preset
-                   ) -> dict[str, dict]:
-    """Metrics of each network over the test trials."""
-    return {name: score([(estimate_offline(estimator, trial.excitation, trial.baseline), trial)
-                         for trial in trials], preset)
-            for name, estimator in nets.items()}
+def score_networks(nets: dict[str, list[Estimator]], trials: list[ds.Trial], preset: Preset
+                   ) -> dict[str, list[dict]]:
+    """Metrics of each network run over the test trials."""
+    return {name: [score([(estimate_offline(estimator, trial.excitation, trial.baseline), trial)
+                          for trial in trials], preset) for estimator in runs]
+            for name, runs in nets.items()}
 
 
-def score_methods(fitted: Fitted, trials: list[ds.Trial], preset: Preset) -> dict[str, dict]:
-    """Metrics of the three methods over the same samples of the test trials."""
-    first = fitted.pi.window - 1
+def score_methods(fitted: Fitted, trials: list[ds.Trial], preset: Preset
+                  ) -> dict[str, list[dict]]:
+    """Metrics of the three methods (per run) over the same samples of the test trials."""
+    first = fitted.pi[0].window - 1
     physics = [(restrict(physics_predictions(fitted.physics, trial), first), trial)
                for trial in trials]
     return {**score_networks({"PI-CNN": fitted.pi, "CNN": fitted.cnn}, trials, preset),
-            "physics": score(physics, preset)}
+            "physics": [score(physics, preset)]}
+
+
+def summary_row(regime: str, method: str, runs: list[dict], speed: tuple[float, float],
+                train_s: float) -> dict:
+    """One table row: each metric's mean over the runs, and the spread of the angle RMSE
+    (sample standard deviation, deg; nan for a single run)."""
+    rmse = [m["angle"]["rmse_deg"] for m in runs]
+
+    def mean(pick) -> float:
+        return float(np.mean([pick(m) for m in runs]))
+
+    return {
+        "regime": regime, "method": method,
+        "angle_rmse_deg": float(np.mean(rmse)),
+        "angle_rmse_sd_deg": float(np.std(rmse, ddof=1)) if len(runs) > 1 else math.nan,
+        "angle_rmse_by_run": rmse,
+        "angle_r2": mean(lambda m: m["angle"]["r2"]),
+        "force_nrmse": mean(lambda m: m["force_nrmse_mean"]),
+        "moment_nrmse": mean(lambda m: m["moment"]["nrmse"]),
+        "physics_residual_nm": mean(lambda m: m["physics_residual_rms"]),
+        "infer_p50_ms": speed[0], "infer_p99_ms": speed[1], "train_s": train_s,
+    }
 
 
 def timings(fitted: Fitted, trial: ds.Trial, calls: int) -> dict[str, tuple[float, float]]:
@@ -190,11 +225,11 @@ def timings(fitted: Fitted, trial: ds.Trial, calls: int) -> dict[str, tuple[floa
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        w = fitted.pi.window
+        w = fitted.pi[0].window
         windows = [np.ascontiguousarray(trial.excitation[j:j + w])
                    for j in range(0, len(trial) - w, 7)]
-        out = {"PI-CNN": percentiles_ms(fitted.pi.predict, windows, calls),
-               "CNN": percentiles_ms(fitted.cnn.predict, windows, calls)}
+        out = {"PI-CNN": percentiles_ms(fitted.pi[0].predict, windows, calls),
+               "CNN": percentiles_ms(fitted.cnn[0].predict, windows, calls)}
         model = EmgDrivenModel(fitted.physics, trial.dt, theta0=float(trial.angle[0]),
                                excitation0=trial.excitation[0])
         out["physics"] = percentiles_ms(model.step, list(trial.excitation), calls)
@@ -203,9 +238,11 @@ def timings(fitted: Fitted, trial: ds.Trial, calls: int) -> dict[str, tuple[floa
     return out
 
 
-def run_preset(name: str, work: Path, size: str, log, ceiling: bool = False) -> dict:
-    """All regimes and methods for one preset; ``ceiling`` adds the networks trained and
-    tested on the true activations (regime ``ceiling``: no EMG processing error)."""
+def run_preset(name: str, work: Path, size: str, log, ceiling: bool = False,
+               runs: int = 1) -> dict:
+    """All regimes and methods for one preset, the networks trained ``runs`` times each;
+    ``ceiling`` adds the networks trained and tested on the true activations (regime
+    ``ceiling``: no EMG processing error)."""
     preset = load_preset(name)
     conditioning = load_settings()
     settings = load_training_settings()
@@ -225,9 +262,9 @@ def run_preset(name: str, work: Path, size: str, log, ceiling: bool = False) -> 
                 trials.setdefault("ceiling", []).append(
                     ds.true_activation_trial(trials[group][-1], rec, preset))
     log(f"{name}: training on {sum(r.duration for r in plenty):g} s (plenty)")
-    plenty_fit = fit(plenty, preset, settings, conditioning)
+    plenty_fit = fit(plenty, preset, settings, conditioning, runs)
     log(f"{name}: training on {sum(r.duration for r in little):g} s (little)")
-    little_fit = fit(little, preset, settings, conditioning)
+    little_fit = fit(little, preset, settings, conditioning, runs)
     log(f"{name}: scoring and timing")
     regimes = {"plenty": score_methods(plenty_fit, trials["test"], preset),
                "little": score_methods(little_fit, trials["test"], preset),
@@ -237,23 +274,16 @@ def run_preset(name: str, work: Path, size: str, log, ceiling: bool = False) -> 
                "faster": plenty_fit.train_seconds}
     if ceiling:
         log(f"{name}: training on the true activations of the plenty sessions (ceiling)")
-        nets, seconds["ceiling"] = train_networks(plenty, preset, settings, conditioning,
+        nets, seconds["ceiling"] = train_networks(plenty, preset, settings, conditioning, runs,
                                                   true_activation=True)
         regimes["ceiling"] = score_networks(nets, trials["ceiling"], preset)
-    rows = []
-    for regime, by_method in regimes.items():
-        for method, m in by_method.items():
-            p50, p99 = speed[method] if regime != "ceiling" else (math.nan, math.nan)
-            rows.append({
-                "regime": regime, "method": method,
-                "angle_rmse_deg": m["angle"]["rmse_deg"], "angle_r2": m["angle"]["r2"],
-                "force_nrmse": m["force_nrmse_mean"], "moment_nrmse": m["moment"]["nrmse"],
-                "physics_residual_nm": m["physics_residual_rms"],
-                "infer_p50_ms": p50, "infer_p99_ms": p99,
-                "train_s": seconds[regime][method],
-            })
-    truth_residual = regimes["plenty"]["PI-CNN"]["physics_residual_rms_truth"]
-    return {"preset": name, "rows": rows, "truth_residual_nm": truth_residual,
+    rows = [summary_row(regime, method, runs_of_method,
+                        speed[method] if regime != "ceiling" else (math.nan, math.nan),
+                        seconds[regime][method])
+            for regime, by_method in regimes.items()
+            for method, runs_of_method in by_method.items()]
+    truth_residual = regimes["plenty"]["PI-CNN"][0]["physics_residual_rms_truth"]
+    return {"preset": name, "runs": runs, "rows": rows, "truth_residual_nm": truth_residual,
             "sessions": {k: v for k, v in spec.items()}, "threads_training":
             settings.optim.threads, "checks": checks(rows)}
 
@@ -288,15 +318,20 @@ def checks(rows: list[dict]) -> list[dict]:
 
 def format_report(result: dict) -> str:
     """One table per preset, then the targets."""
-    head = (f"{'regime':<8}{'method':<9}{'angle RMSE':>11}{'angle R2':>9}{'force NRMSE':>12}"
+    head = (f"{'regime':<8}{'method':<9}{'angle RMSE':>11}{'sd':>6}{'angle R2':>9}"
+            f"{'force NRMSE':>12}"
             f"{'moment NRMSE':>13}{'residual':>10}{'infer p50':>10}{'infer p99':>10}"
             f"{'train':>8}")
-    units = f"{'':<17}{'deg':>11}{'':>9}{'':>12}{'':>13}{'N m':>10}{'ms':>10}{'ms':>10}{'s':>8}"
-    lines = [f"== {result['preset']}: held-out simulated trials "
-             f"(truth residual {result['truth_residual_nm']:.3g} N m) ==", head, units]
+    units = (f"{'':<17}{'deg':>11}{'deg':>6}{'':>9}{'':>12}{'':>13}{'N m':>10}{'ms':>10}"
+             f"{'ms':>10}{'s':>8}")
+    lines = [f"== {result['preset']}: held-out simulated trials, networks trained "
+             f"{result['runs']}x (mean; sd of the angle RMSE over the runs; truth residual "
+             f"{result['truth_residual_nm']:.3g} N m) ==", head, units]
     for r in result["rows"]:
+        sd = "" if math.isnan(r["angle_rmse_sd_deg"]) else f"{r['angle_rmse_sd_deg']:.2f}"
         lines.append(
-            f"{r['regime']:<8}{r['method']:<9}{r['angle_rmse_deg']:>11.2f}{r['angle_r2']:>9.3f}"
+            f"{r['regime']:<8}{r['method']:<9}{r['angle_rmse_deg']:>11.2f}{sd:>6}"
+            f"{r['angle_r2']:>9.3f}"
             f"{r['force_nrmse']:>12.3f}{r['moment_nrmse']:>13.3f}"
             f"{r['physics_residual_nm']:>10.3g}{r['infer_p50_ms']:>10.3f}"
             f"{r['infer_p99_ms']:>10.3f}{r['train_s']:>8.1f}")
@@ -319,7 +354,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--ceiling", action="store_true",
                         help="also train and test the networks on the sessions' true "
                              "activations: their accuracy without EMG processing error")
+    parser.add_argument("--seeds", type=int, default=1, metavar="N",
+                        help="train each network N times with consecutive seeds and report "
+                             "the means and the spread (default 1)")
     args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error("--seeds must be at least 1")
     status = rerun_single_threaded(__file__, argv)  # one BLAS thread: numpy's live path
     if status is not None:
         return status
@@ -330,7 +370,7 @@ def main(argv: list[str]) -> int:
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
-    results = [run_preset(name, work, size, log, args.ceiling)
+    results = [run_preset(name, work, size, log, args.ceiling, args.seeds)
                for name in (args.preset or ["knee", "wrist"])]
     if args.json:
         print(json.dumps(jsonable({"benchmark": "learning", "size": size,

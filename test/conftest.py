@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 
 # Before anything can import rclpy: discovery stays on this machine, and this run gets its own
 # ROS_DOMAIN_ID (0..101 are valid everywhere) so parallel runs and other sessions never mix.
@@ -20,6 +22,28 @@ TEST_DATA = Path(__file__).resolve().parent / "data"
 def test_data() -> Path:
     """The folder of small real-data files copied into the repo (see each SOURCE.md)."""
     return TEST_DATA
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """``load_benchmark(name)``: the installed ``benchmarks/<name>.py`` as a module (``emg-msk
+    bench`` loads it by path, so it is not importable as a package)."""
+    from emg_msk_ros.paths import share_dir
+
+    loaded = []
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(
+            f"{name}_under_test", share_dir() / "benchmarks" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        loaded.append(spec.name)
+        spec.loader.exec_module(module)
+        return module
+
+    yield load
+    for name in loaded:
+        sys.modules.pop(name, None)
 
 
 @pytest.fixture

@@ -9,9 +9,7 @@ flexed.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,22 +21,15 @@ from emg_msk_ros.learning.dataset import session_baseline, split_by_time, window
 from emg_msk_ros.learning.model import window_length
 from emg_msk_ros.learning.settings import TrainingSettings
 from emg_msk_ros.signal.config import ConfigError
-from emg_msk_ros.paths import share_dir
 
 UCI_FOLDER = Path(__file__).resolve().parent / "data" / "uci_lower_limb"
 PLAUSIBILITY_FILE = "N_TXT/1Nsen.txt.gz"  # the first seated file of the copied normal subjects
 
 
 @pytest.fixture(scope="module")
-def bench():
-    """benchmarks/real_knee.py as a module (it is loaded by path, like ``emg-msk bench``)."""
-    path = share_dir() / "benchmarks" / "real_knee.py"
-    spec = importlib.util.spec_from_file_location("real_knee_under_test", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+def bench(load_benchmark):
+    """benchmarks/real_knee.py as a module."""
+    return load_benchmark("real_knee")
 
 
 def test_split_keeps_train_and_test_windows_apart(bench):
