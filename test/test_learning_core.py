@@ -22,8 +22,13 @@ from emg_msk_ros.learning.export import META_FILE, WEIGHTS_FILE, ModelError, rea
 from emg_msk_ros.learning.inference import NewestSteps, estimate_offline, load_model
 from emg_msk_ros.learning.loss import PhysicsTerms
 from emg_msk_ros.learning.metrics import physics_residual, regression, rms
-from emg_msk_ros.learning.model import PICNN, receptive_field, window_length
-from emg_msk_ros.learning.settings import ModelSettings, TrainingSettings
+from emg_msk_ros.learning.model import PICNN
+from emg_msk_ros.learning.settings import (
+    ModelSettings,
+    TrainingSettings,
+    receptive_field,
+    window_length,
+)
 from emg_msk_ros.learning.train import train_on_recordings
 from emg_msk_ros.physics.forward import simulate_forward
 from emg_msk_ros.physics.preset import load_preset

@@ -7,6 +7,8 @@ another folder).
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -218,6 +220,19 @@ def test_conditioner_refuses_a_stream_with_other_channels_than_the_model(rclpy_c
     status = node.health.status()
     assert status.level == DiagnosticStatus.ERROR
     assert str(expected) in status.message and "['A', 'B']" in status.message
+
+
+def test_conditioner_takes_the_models_settings_without_loading_torch(tmp_path):
+    # a fresh interpreter (this one has torch loaded already), outside the source tree
+    code = ("import sys\n"
+            "from emg_msk_ros.nodes.emg_conditioner import EmgConditioner\n"
+            f"settings, calibration, expected = EmgConditioner._load({MODEL!r}, '', '')\n"
+            "print(expected[0], calibration.reference_for(expected[0]).shape, "
+            "'torch' in sys.modules)\n")
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True, check=True)
+    channels = load_model(resolve_model(MODEL)).channel_names
+    assert run.stdout.strip() == f"{channels} ({len(channels)},) False"
 
 
 # -- msk_estimator ---------------------------------------------------------------------------

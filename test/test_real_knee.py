@@ -18,8 +18,7 @@ import pytest
 from emg_msk_ros.cli import main as cli_main
 from emg_msk_ros.io.uci import load_uci_file
 from emg_msk_ros.learning.dataset import session_baseline, split_by_time, window_ends
-from emg_msk_ros.learning.model import window_length
-from emg_msk_ros.learning.settings import TrainingSettings
+from emg_msk_ros.learning.settings import TrainingSettings, window_length
 from emg_msk_ros.signal.config import ConfigError
 
 UCI_FOLDER = Path(__file__).resolve().parent / "data" / "uci_lower_limb"

@@ -21,17 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from emg_msk_ros.learning.settings import ModelSettings
-
-
-def receptive_field(kernel: int, levels: int) -> int:
-    """Input samples one output step depends on: 1 + (kernel - 1)·(2**levels - 1)."""
-    return 1 + (kernel - 1) * (2**levels - 1)
-
-
-def window_length(settings: ModelSettings) -> int:
-    """Input window W (steps) for the settings: receptive field - 1 + horizon."""
-    return receptive_field(settings.kernel, settings.levels) - 1 + settings.horizon
+from emg_msk_ros.learning.settings import ModelSettings, window_length
 
 
 class PICNN(nn.Module):

@@ -42,6 +42,16 @@ class ModelSettings:
         _check(3 <= self.horizon <= 100, s, "horizon", self.horizon, "must be in 3..100")
 
 
+def receptive_field(kernel: int, levels: int) -> int:
+    """Input samples one output step of the CNN depends on: 1 + (kernel - 1)·(2**levels - 1)."""
+    return 1 + (kernel - 1) * (2**levels - 1)
+
+
+def window_length(settings: ModelSettings) -> int:
+    """Input window W (steps) for the settings: receptive field - 1 + horizon."""
+    return receptive_field(settings.kernel, settings.levels) - 1 + settings.horizon
+
+
 @dataclasses.dataclass(frozen=True)
 class DataSettings:
     """Windows and the split of each training session by time."""

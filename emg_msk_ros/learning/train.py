@@ -43,8 +43,12 @@ from emg_msk_ros.learning.export import (
 )
 from emg_msk_ros.learning.inference import Estimator, estimate_offline
 from emg_msk_ros.learning.metrics import score
-from emg_msk_ros.learning.model import PICNN, parameter_count, window_length
-from emg_msk_ros.learning.settings import TrainingSettings, load_training_settings
+from emg_msk_ros.learning.model import PICNN, parameter_count
+from emg_msk_ros.learning.settings import (
+    TrainingSettings,
+    load_training_settings,
+    window_length,
+)
 from emg_msk_ros.learning.training import TrainResult, train_model
 from emg_msk_ros.physics.preset import Preset, PresetError, load_preset
 from emg_msk_ros.signal.calibration import Calibration

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from rclpy.node import Node
 
+from emg_msk_ros.learning.metadata import read_model_meta
 from emg_msk_ros.msg import EmgArray
 from emg_msk_ros.nodes.common import (
     TOPIC_ENVELOPE,
@@ -62,9 +63,7 @@ class EmgConditioner(Node):
         """(settings, calibration or None, (channels, sample rate) the model needs or None)."""
         expected = None
         if model:
-            from emg_msk_ros.learning.export import read_model_dir
-
-            found = read_model_dir(resolve_model(model))
+            found = read_model_meta(resolve_model(model))
             settings, calibration = found.conditioning, found.calibration
             expected = (list(found.meta["channel_names"]), float(found.meta["sample_rate"]))
         else:

@@ -1,0 +1,174 @@
+"""A model folder's ``model.yaml``: its schema and file names, and reading it with every field
+validated, without torch (the conditioner node needs the settings and calibration a model was
+trained with, not its network). :mod:`emg_msk_ros.learning.export` adds the weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from emg_msk_ros.learning.settings import receptive_field
+from emg_msk_ros.physics.preset import Preset, PresetError, parse_preset
+from emg_msk_ros.signal.calibration import Calibration
+from emg_msk_ros.signal.config import ConditioningSettings, ConfigError
+
+SCHEMA = "emg_msk_ros/model/1"
+WEIGHTS_FILE = "model.pt"
+META_FILE = "model.yaml"
+
+
+class ModelError(ValueError):
+    """A model directory that cannot be used; the message names the file and the field."""
+
+
+def sha256_of(data: bytes) -> str:
+    """Hex sha256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """A model folder's validated model.yaml."""
+
+    path: Path
+    meta: dict[str, Any]  # the validated model.yaml
+    preset: Preset  # rebuilt from the embedded document
+    conditioning: ConditioningSettings
+    calibration: Calibration
+
+
+class Fields:
+    """Typed access to model.yaml fields with errors naming the file and the field."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def fail(self, field: str, problem: str):
+        raise ModelError(f"{self.where}: field {field!r}: {problem}")
+
+    def get(self, mapping: Mapping, field: str, kind: type | tuple, parent: str = "") -> Any:
+        name = f"{parent}.{field}" if parent else field
+        if field not in mapping:
+            self.fail(name, "is missing")
+        value = mapping[field]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+            expected = (kind.__name__ if isinstance(kind, type)
+                        else "/".join(k.__name__ for k in kind))
+            self.fail(name, f"must be {expected}, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            self.fail(name, f"must be finite, got {value!r}")
+        return value
+
+    def positive(self, mapping: Mapping, field: str, kind: type, parent: str = "") -> Any:
+        value = self.get(mapping, field, kind, parent)
+        if value <= 0:
+            self.fail(f"{parent}.{field}" if parent else field, f"must be > 0, got {value!r}")
+        return value
+
+    def names(self, mapping: Mapping, field: str) -> list[str]:
+        value = self.get(mapping, field, list)
+        if not value or not all(isinstance(v, str) and v for v in value) or len(set(value)) != len(
+                value):
+            self.fail(field, f"must be a non-empty list of unique names, got {value!r}")
+        return value
+
+    def numbers(self, mapping: Mapping, field: str, parent: str, length: int) -> list[float]:
+        value = self.get(mapping, field, list, parent)
+        if len(value) != length or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                for v in value):
+            self.fail(f"{parent}.{field}",
+                      f"must be a list of {length} finite numbers, got {value!r}")
+        return [float(v) for v in value]
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    meta_path = path / META_FILE
+    if not path.is_dir():
+        raise ModelError(f"{path}: no such model folder")
+    if not meta_path.is_file():
+        raise ModelError(f"{meta_path}: missing (a model folder holds {META_FILE} and "
+                         f"{WEIGHTS_FILE}, as written by emg-msk train)")
+    try:
+        meta = yaml.safe_load(meta_path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{meta_path}: not valid YAML ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise ModelError(f"{meta_path}: must be a YAML mapping, got {type(meta).__name__}")
+    if meta.get("schema") != SCHEMA:
+        raise ModelError(f"{meta_path}: field 'schema': schema version mismatch: the file has "
+                         f"{meta.get('schema')!r}, this emg_msk_ros reads {SCHEMA!r}; retrain "
+                         "the model or use the emg_msk_ros version that wrote it")
+    return meta
+
+
+def read_model_meta(path: str | Path) -> ModelMeta:
+    """Read and validate a model folder's model.yaml (not its weights); raises
+    :class:`ModelError` naming file and field."""
+    path = Path(path)
+    meta = _read_meta(path)
+    check = Fields(str(path / META_FILE))
+    channels = check.names(meta, "channel_names")
+    muscles = check.names(meta, "muscles")
+    joint = check.get(meta, "joint", str)
+    preset_meta = check.get(meta, "preset", dict)
+    try:
+        preset = parse_preset(check.get(preset_meta, "document", dict, "preset"),
+                              f"{path / META_FILE} field 'preset.document'")
+    except PresetError as exc:
+        raise ModelError(str(exc)) from exc
+    if list(preset.channel_names) != channels:
+        check.fail("channel_names",
+                   f"{channels} differ from the preset's {list(preset.channel_names)}")
+    if list(preset.muscle_names) != muscles:
+        check.fail("muscles", f"{muscles} differ from the preset's {list(preset.muscle_names)}")
+    if preset.joint.name != joint:
+        check.fail("joint", f"{joint!r} differs from the preset's {preset.joint.name!r}")
+    check.positive(meta, "sample_rate", float)
+    model_rate = check.positive(meta, "model_rate", float)
+    window = check.positive(meta, "window", int)
+    horizon = check.positive(meta, "horizon", int)
+    arch = check.get(meta, "architecture", dict)
+    kernel = check.positive(arch, "kernel", int, "architecture")
+    levels = check.positive(arch, "levels", int, "architecture")
+    check.positive(arch, "hidden", int, "architecture")
+    if not 3 <= horizon < window:
+        check.fail("horizon", f"must be in 3..window-1 ({window - 1}), got {horizon}")
+    if window != receptive_field(kernel, levels) - 1 + horizon:
+        check.fail("window", f"{window} does not match architecture (kernel {kernel}, levels "
+                   f"{levels}) and horizon {horizon}")
+    try:
+        conditioning = ConditioningSettings.from_mapping(check.get(meta, "conditioning", dict))
+    except ConfigError as exc:
+        check.fail("conditioning", str(exc))
+    if conditioning.output_rate_hz != model_rate:
+        check.fail("conditioning.output_rate_hz",
+                   f"{conditioning.output_rate_hz} Hz differs from model_rate {model_rate} Hz")
+    cal = check.get(meta, "calibration", dict)
+    check.get(cal, "references_v", dict, "calibration")
+    check.get(cal, "conditioning", dict, "calibration")
+    try:
+        calibration = Calibration.from_mapping(cal, "calibration")
+        calibration.reference_for(channels)
+        calibration.check_settings(conditioning)
+    except (ConfigError, TypeError, ValueError) as exc:
+        check.fail("calibration", str(exc))
+    norm = check.get(meta, "normalisation", dict)
+    check.numbers(norm, "force_n", "normalisation", len(muscles))
+    baseline = check.numbers(norm, "excitation_baseline", "normalisation", len(channels))
+    if not all(0.0 <= b < 1.0 for b in baseline):
+        check.fail("normalisation.excitation_baseline", f"must be in [0, 1), got {baseline}")
+    learned = check.get(check.get(meta, "physics", dict), "learned", dict, "physics")
+    for name, values in learned.items():
+        check.numbers(learned, name, "physics.learned", len(muscles))
+    return ModelMeta(path=path, meta=meta, preset=preset, conditioning=conditioning,
+                     calibration=calibration)
