@@ -4,13 +4,14 @@
 
 The session is conditioned with the model's own conditioner settings and calibration (or
 ``--calibration FILE``, or ``--recalibrate`` from the session's own envelope; simulated
-sessions carry their electrode gains and are calibrated by a simulated MVC trial), its
-resting baseline is taken from the session itself (:func:`.dataset.session_baseline`), every
-full window is estimated (:func:`.inference.estimate_offline`), and the estimates are compared
-with the session's truth (:func:`.metrics.score`): RMSE, NRMSE, R², Pearson r of the angle, of
-each muscle force and of the net moment (when the session has them), and the RMS physics
-residual. Plots of prediction against truth go to ``--plots``
-(default ``./evaluation_<session name>/``) as PNG.
+sessions carry their electrode gains and are calibrated by simulated MVC and rest trials). The
+resting baseline removed from the excitation is the calibration's rest levels when it has them
+(a rest trial: the model's own calibration has its first training session's), otherwise the
+session's own (:func:`.dataset.session_baseline`). Every full window is estimated
+(:func:`.inference.estimate_offline`), and the estimates are compared with the session's truth
+(:func:`.metrics.score`): RMSE, NRMSE, R², Pearson r of the angle, of each muscle force and of
+the net moment (when the session has them), and the RMS physics residual. Plots of prediction
+against truth go to ``--plots`` (default ``./evaluation_<session name>/``) as PNG.
 """
 
 from __future__ import annotations
