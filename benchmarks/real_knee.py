@@ -120,8 +120,11 @@ from emg_msk_ros.io.recording import Recording
 from emg_msk_ros.learning import dataset as ds
 from emg_msk_ros.learning.evaluate import jsonable
 from emg_msk_ros.learning.metrics import score
-from emg_msk_ros.learning.settings import window_length
-from emg_msk_ros.learning.settings import TrainingSettings, load_training_settings
+from emg_msk_ros.learning.settings import (
+    TrainingSettings,
+    load_training_settings,
+    window_length,
+)
 from emg_msk_ros.learning.train import predict_segments, train_on_recordings
 from emg_msk_ros.physics.preset import Preset, load_preset
 from emg_msk_ros.signal.calibration import Calibration

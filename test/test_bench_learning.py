@@ -4,9 +4,12 @@ for minutes, so it is run by hand (``emg-msk bench learning``), not here."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
+
+from emg_msk_ros.learning.evaluate import jsonable
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +35,8 @@ def test_row_holds_the_mean_and_spread_of_the_runs(bench):
     assert (row["infer_p50_ms"], row["infer_p99_ms"], row["train_s"]) == (0.2, 0.3, 70.0)
     single = bench.summary_row("plenty", "physics", [metrics(13.0)], (0.05, 0.08), 12.0)
     assert single["angle_rmse_deg"] == 13.0 and math.isnan(single["angle_rmse_sd_deg"])
+    written = json.loads(json.dumps(jsonable(single), allow_nan=False))  # what --json prints
+    assert written["angle_rmse_sd_deg"] is None and written["angle_rmse_by_run"] == [13.0]
 
 
 def rows_for(bench, pi_little: list[float], cnn_little: list[float]) -> list[dict]:

@@ -226,11 +226,13 @@ def test_conditioner_takes_the_models_settings_without_loading_torch(tmp_path):
     # a fresh interpreter (this one has torch loaded already), outside the source tree
     code = ("import sys\n"
             "from emg_msk_ros.nodes.emg_conditioner import EmgConditioner\n"
-            f"settings, calibration, expected = EmgConditioner._load({MODEL!r}, '', '')\n"
+            f"settings, calibration, expected = "
+            f"EmgConditioner._load({str(resolve_model(MODEL))!r}, '', '')\n"
             "print(expected[0], calibration.reference_for(expected[0]).shape, "
             "'torch' in sys.modules)\n")
     run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                         text=True, check=True)
+                         text=True)
+    assert run.returncode == 0, run.stderr
     channels = load_model(resolve_model(MODEL)).channel_names
     assert run.stdout.strip() == f"{channels} ({len(channels)},) False"
 

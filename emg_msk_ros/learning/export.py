@@ -15,7 +15,6 @@ parameters, the training command, seed, settings and data hash, and validation m
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import warnings
 from collections.abc import Iterator, Mapping
@@ -139,16 +138,15 @@ def read_model_dir(path: str | Path) -> ModelDir:
     found = read_model_meta(path)
     path, meta = found.path, found.meta
     module = _load_weights(path, meta, Fields(str(path / META_FILE)))
-    channels, muscles = len(meta["channel_names"]), len(meta["muscles"])
+    n_channels, n_muscles = len(meta["channel_names"]), len(meta["muscles"])
     window, horizon = meta["window"], meta["horizon"]
     try:
         with torch.inference_mode():
-            out = module(torch.zeros(1, channels, window))
+            out = module(torch.zeros(1, n_channels, window))
     except Exception as exc:  # noqa: BLE001 - the module does not accept the declared input
-        raise ModelError(f"{path / WEIGHTS_FILE}: fails on a (1, {channels}, {window}) "
+        raise ModelError(f"{path / WEIGHTS_FILE}: fails on a (1, {n_channels}, {window}) "
                          f"input declared by model.yaml ({exc})") from exc
-    if tuple(out.shape) != (1, 1 + muscles, horizon):
+    if tuple(out.shape) != (1, 1 + n_muscles, horizon):
         raise ModelError(f"{path / WEIGHTS_FILE}: outputs shape {tuple(out.shape)}, model.yaml "
-                         f"declares (1, {1 + muscles}, {horizon})")
-    return ModelDir(**{f.name: getattr(found, f.name) for f in dataclasses.fields(found)},
-                    module=module)
+                         f"declares (1, {1 + n_muscles}, {horizon})")
+    return ModelDir(**vars(found), module=module)
