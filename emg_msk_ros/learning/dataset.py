@@ -14,8 +14,9 @@ MVC reference. It comes from the calibration's rest trial when there is one (sim
 have a simulated one), else it is the 2nd percentile of each channel over the session. The
 percentile depends on what the session's muscles did, not only on the electrode: fed the
 simulator's true activations less their percentile, a data-only network missed the knee angle
-by 10.6 deg, against 3.8 deg with nothing removed (development sessions). The trial also carries the activation the preset's activation
-dynamics give for that input (input of the Hill-consistency term).
+by 10.6 deg, against 3.8 deg with nothing removed (development sessions). The trial also
+carries the activation the preset's activation dynamics give for that input (input of the
+Hill-consistency term).
 
 A window ending at step t holds excitation[t - W + 1 .. t] and the labels of its last K steps.
 Training sessions are split by time into alternating blocks (:func:`split_by_time`); windows

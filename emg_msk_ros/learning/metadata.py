@@ -168,7 +168,7 @@ def read_model_meta(path: str | Path) -> ModelMeta:
     if not all(0.0 <= b < 1.0 for b in baseline):
         check.fail("normalisation.excitation_baseline", f"must be in [0, 1), got {baseline}")
     learned = check.get(check.get(meta, "physics", dict), "learned", dict, "physics")
-    for name, values in learned.items():
+    for name in learned:
         check.numbers(learned, name, "physics.learned", len(muscles))
     return ModelMeta(path=path, meta=meta, preset=preset, conditioning=conditioning,
                      calibration=calibration)
