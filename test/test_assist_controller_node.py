@@ -207,8 +207,11 @@ def test_the_default_config_file_is_accepted_by_the_node(rclpy_context):
         node.destroy_node()
 
 
-def test_the_node_process_publishes_zero_when_interrupted(executor, rclpy_context, tmp_path):
-    """``main()``: a SIGINT while assisting ends with a zero command, then a clean exit."""
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_the_node_process_publishes_zero_when_interrupted(executor, rclpy_context, tmp_path,
+                                                          sig):
+    """``main()``: a SIGINT or SIGTERM while assisting ends with a zero command, then a clean
+    exit."""
     probe = Probe(rclpy_context)
     executor.add_node(probe)
     process = subprocess.Popen(  # cwd outside the checkout: import the installed package
@@ -218,7 +221,7 @@ def test_the_node_process_publishes_zero_when_interrupted(executor, rclpy_contex
     try:
         spin_until(executor, lambda: probe.commands, timeout=30.0, what="the node to start")
         enable_and_reach_assist(executor, probe)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(sig)
         assert process.wait(timeout=10.0) == 0, process.stderr.read()
         spin_until(executor, lambda: probe.commands[-1] == [0.0], what="the final zero")
     finally:
@@ -237,3 +240,38 @@ def test_each_accepted_estimate_is_commanded_at_once(rig):
     spin_until(executor, lambda: len(probe.commands) > first + 5,
                what="commands driven by the estimates alone")
     assert probe.commands[-1] == [4.0]
+
+
+def test_a_refused_parameter_is_named_and_the_half_built_node_shuts_down(rclpy_context,
+                                                                        tmp_path):
+    with pytest.raises(ValueError, match=r"max_torque\[0\] = 1000"):
+        AssistControllerNode(context=rclpy_context, parameter_overrides=[
+            Parameter("max_torque", value=[1000.0])])
+    rclpy_context.shutdown()  # destroys the half-built node it tracks: no error
+    process = subprocess.run(  # the node alone says what is wrong, without a traceback
+        [sys.executable, "-m", "emg_msk_ros.nodes.assist_controller", "--ros-args",
+         "-p", "max_torque:=[1000.0]"], cwd=tmp_path, capture_output=True, text=True,
+        timeout=60)
+    assert process.returncode == 1
+    assert "error: assist_controller parameters: max_torque[0] = 1000" in process.stdout
+    assert "Traceback" not in process.stderr, process.stderr
+
+
+def test_ros_time_that_stands_still_does_not_stop_the_tick_or_the_watchdog(executor,
+                                                                           rclpy_context):
+    """Under use_sim_time with no /clock, ROS time stays at 0: the tick, the watchdog and the
+    fault ramp run on the steady clock all the same."""
+    controller = AssistControllerNode(context=rclpy_context, parameter_overrides=[
+        Parameter("use_sim_time", value=True), Parameter("joints", value=["knee"]),
+        Parameter("moment_gain", value=[0.5]), Parameter("max_torque_rate", value=[40.0]),
+        Parameter("smoothing_time_constant", value=0.0)])
+    probe = Probe(rclpy_context)
+    executor.add_node(controller)
+    executor.add_node(probe)
+    assert controller.get_clock().now().nanoseconds == 0
+    spin_until(executor, lambda: len(probe.states) > 10, what="assist/state from the tick")
+    enable_and_reach_assist(executor, probe)
+    probe.streaming = False
+    spin_until(executor, lambda: probe.states[-1].state == AssistState.STATE_FAULTED,
+               what="the watchdog fault")
+    spin_until(executor, lambda: probe.commands[-1] == [0.0], what="the ramp to zero")

@@ -7,9 +7,11 @@ every operation. After every step it checks, against its own small model of the 
 
 - the command is finite and |command| <= max_torque;
 - zero while DISABLED or ESTOP;
-- |Δcommand| <= max_torque_rate · dt, except that entering DISABLED or ESTOP zeroes it at once;
+- |Δcommand| <= max_torque_rate · dt, except that entering DISABLED or ESTOP, a clock that
+  goes backwards and reaching a range end (for torque toward it) zero it at once;
 - after a fault the command shrinks toward zero and is zero fault_ramp_time after the fault;
-- near a range end or above max_velocity it never grows in the gated direction;
+- near a range end or above max_velocity it never grows in the gated direction, and at or past
+  the end it does not push toward it;
 - the state changes only along the allowed transitions, enable is accepted exactly when the
   required inputs are fresh and nothing is latched, and a stale input never stays ENABLED.
 
@@ -101,6 +103,8 @@ class Harness:
     def _tick(self) -> bool:
         accepted = self.now >= self.clock
         self.clock = max(self.clock, self.now)
+        if not accepted:  # a clock anomaly faults with zero torque at once
+            self.reference = np.zeros(len(JOINTS))
         return accepted
 
     def fresh(self, name: str) -> bool:
@@ -201,7 +205,11 @@ class Harness:
         if self.state in (State.DISABLED, State.ESTOP):
             assert np.all(u == 0.0)
         else:
-            assert np.all(np.abs(u - ref) <= lim.max_torque_rate * dt + TOL * (1 + np.abs(ref)))
+            slewed = np.abs(u - ref) <= lim.max_torque_rate * dt + TOL * (1 + np.abs(ref))
+            if self.state is State.ENABLED:
+                at_high, at_low = self._at_ends()
+                slewed |= (u == 0.0) & ((at_high & (ref > 0)) | (at_low & (ref < 0)))
+            assert np.all(slewed)
         if self.state is State.FAULTED:
             if self.fault_step_clock is None:
                 self.fault_step_clock = self.clock
@@ -212,11 +220,19 @@ class Harness:
             self._check_enabled(u, ref)
         self.reference = u.copy()
 
+    def _gate(self) -> dict[str, np.ndarray]:
+        """The position and velocity the gates use: measured when fresh, else the estimate."""
+        return self.latest[MEASURED if self.fresh(MEASURED) else ESTIMATE]
+
+    def _at_ends(self) -> tuple[np.ndarray, np.ndarray]:
+        position = self._gate()["position"]
+        return position >= self.limits.position_max, position <= self.limits.position_min
+
     def _check_enabled(self, u: np.ndarray, ref: np.ndarray) -> None:
         lim = self.limits
         watched = self.required | self.armed
         assert all(self.fresh(n) for n in watched), "ENABLED with a stale input"
-        gate = self.latest[MEASURED if self.fresh(MEASURED) else ESTIMATE]
+        gate = self._gate()
         position, velocity = gate["position"], gate["velocity"]
         up = np.maximum(ref, 0.0) + TOL
         down = np.minimum(ref, 0.0) - TOL
@@ -227,6 +243,8 @@ class Harness:
         no_more_negative = near_low | (fast & (velocity < 0))
         assert np.all(u[no_more_positive] <= up[no_more_positive])
         assert np.all(u[no_more_negative] >= down[no_more_negative])
+        at_high, at_low = self._at_ends()
+        assert np.all(u[at_high] <= 0.0) and np.all(u[at_low] >= 0.0), "pushing past an end"
 
 
 # -- hypothesis: operation lists ---------------------------------------------------------------

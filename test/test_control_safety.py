@@ -178,13 +178,19 @@ def test_non_finite_input_latches_a_fault_naming_it(field):
     assert np.isfinite(out.command).all() and 0 < out.command[0] <= 8.0
 
 
-def test_clock_going_backwards_latches_a_fault_and_holds_the_command():
+def test_clock_going_backwards_latches_a_fault_and_zeroes_at_once():
+    """A clock that steps back cannot time a ramp (the ramp would freeze at the torque of the
+    fault for as long as the step): zero now, and stay zero while the old time is refused."""
     rig = assisting()
-    before = rig.c.step(rig.t).command[0]
-    out = rig.c.step(rig.t - 0.01)
-    assert out.safety.state is State.FAULTED and "backwards" in out.safety.fault_reason
-    assert out.command[0] == before
-    assert "non-finite time" in Rig().c.step(math.nan).safety.fault_reason
+    rig.t -= 1.0  # the control loop goes on 1 s in the past
+    outs = rig.run(0.5)
+    assert outs[0].safety.state is State.FAULTED and "backwards" in outs[0].safety.fault_reason
+    assert all(o.command[0] == 0.0 for o in outs)
+    assert rig.c.reset_fault(rig.t)[0] is True  # nothing left to ramp
+    for now in (math.nan, math.inf):
+        rig = assisting()
+        out = rig.c.step(now)
+        assert "non-finite time" in out.safety.fault_reason and out.command[0] == 0.0
 
 
 def test_stamps_that_do_not_increase_are_ignored_and_do_not_feed_the_watchdog():
@@ -271,6 +277,39 @@ def test_limits_cannot_be_relaxed_while_enabled_but_can_be_tightened():
     assert out.command[0] == 5.0 and out.safety.saturated[0]
     rig.c.disable(rig.t)
     assert rig.c.set_limits(looser) is None
+
+
+def test_changing_limits_during_a_fault_neither_restarts_nor_stretches_the_ramp():
+    for change in ({}, {"fault_ramp_time": 2.0, "max_torque_rate": 1000.0}):
+        rig = assisting()
+        rig.c.fault("test")
+        zero_at = None
+        for k in range(200):
+            if k % 10 == 0:  # a limit change every 50 ms
+                assert rig.c.set_limits(SafetyLimits.from_values(change, 1)) is None
+            out = rig.run(DT)[0]
+            if zero_at is None and out.command[0] == 0.0:
+                zero_at = (k + 1) * DT
+        assert zero_at <= rig.limits.fault_ramp_time + 1e-9, change
+    rig = assisting()
+    rig.c.fault("test")
+    rig.run(0.05)
+    rig.c.set_limits(SafetyLimits.from_values({"max_torque": 2.0}, 1))
+    assert abs(rig.run(DT)[0].command[0]) <= 2.0  # a lower limit clamps the ramp at once
+
+
+def test_torque_toward_a_range_end_is_cut_at_the_end_whatever_the_slew_limit():
+    """Within range_margin the push decays at the slew rate; at the end itself it stops at
+    once, even with range_margin 0."""
+    for margin in (0.1, 0.0):
+        rig = assisting(limits={"range_margin": margin, "max_torque_rate": 50.0})
+        high = rig.limits.position_max[0]
+        for position in np.arange(high - 0.15, high + 0.1, 0.01):
+            out = rig.run(DT, position=position)[0]
+            if position >= high:
+                assert out.command[0] <= 0.0 and out.safety.range_limited[0], (margin, position)
+        away = rig.run(0.5, position=high + 0.05, torque=-8.0)[-1]
+        assert away.command[0] == -8.0  # torque away from the end is still allowed
 
 
 def test_law_inputs_cannot_change_while_enabled_but_gains_can():

@@ -14,16 +14,20 @@ What the command is on each step:
   slew-rate limit (an e-stop or a disable removes torque now, it does not ramp).
 - FAULTED: a linear ramp from the command at the fault to zero, reaching zero
   ``fault_ramp_time`` s of control-clock time after the fault. :class:`SafetyLimits` guarantees
-  max_torque / fault_ramp_time <= max_torque_rate, so the ramp never breaks the slew limit.
+  max_torque / fault_ramp_time <= max_torque_rate, so the ramp never breaks the slew limit. The
+  ramp keeps the start and length it had at the fault when the limits change (a lower
+  max_torque still clamps it at once). A clock anomaly has no time to ramp on: that fault zeroes
+  the command at once.
 - ENABLED: desired torque → clamp to ±max_torque → range-of-motion gate → velocity gate →
   slew-rate limit against the previous command → clamp again (the hard limit; it acts only if
-  max_torque was lowered since the previous step). Enabling starts from zero torque. The gates set
-  the *target* of the slew limiter: near a range end a torque toward that end decays at the slew
-  rate, it is not cut in one step (range_margin must leave room for that).
+  max_torque was lowered since the previous step) → range-of-motion cut. Enabling starts from zero
+  torque. The gates set the *target* of the slew limiter: within range_margin of a range end a
+  torque toward that end decays at the slew rate. At or past the end itself such a torque is cut
+  at once, whatever the slew limit.
 
 Every method takes the time ``now`` (s) explicitly; nothing here reads a clock. Time must not go
-backwards: a ``now`` earlier than the latest one seen, or a non-finite one, latches a fault and
-that call's time is ignored.
+backwards: a ``now`` earlier than the latest one seen, or a non-finite one, latches a fault that
+zeroes the command at once, and that call's time is ignored.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ def clamp(u: np.ndarray, limit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def range_gate(u: np.ndarray, position: np.ndarray, low: np.ndarray, high: np.ndarray,
-               margin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+               margin: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
     """Within ``margin`` (rad) of a range end, or beyond it, keep only torque pointing away from
     that end; returns (torque, per-joint flag "was gated")."""
     out = np.where(position >= high - margin, np.minimum(u, 0.0), u)
@@ -120,6 +124,7 @@ class SafetyLayer:
         self._last_step = -math.inf
         self._ramp_from = self.command
         self._fault_time = 0.0
+        self._ramp_time = limits.fault_ramp_time  # s, of the ramp in progress
 
     # -- time and inputs -------------------------------------------------------------------
 
@@ -127,10 +132,10 @@ class SafetyLayer:
         """Move the clock to ``now`` (s). A non-finite or earlier time latches a fault and is
         ignored; returns whether ``now`` was accepted."""
         if not math.isfinite(now):
-            self.fault(f"non-finite time {now}")
+            self.fault(f"non-finite time {now}", immediate=True)
             return False
         if now < self._clock:
-            self.fault(f"clock went backwards by {self._clock - now:.6g} s")
+            self.fault(f"clock went backwards by {self._clock - now:.6g} s", immediate=True)
             return False
         self._clock = now
         return True
@@ -170,8 +175,9 @@ class SafetyLayer:
 
     def fault(self, reason: str, immediate: bool = False) -> None:
         """Latch a fault (the first reason is kept; no effect in ESTOP). The command ramps to zero
-        from its current value, or is zeroed at once if ``immediate`` (for when the caller has
-        already sent zero, e.g. after an exception in the control loop)."""
+        from its current value, or is zeroed at once if ``immediate`` (when the caller has
+        already sent zero, e.g. after an exception in the control loop, or when the clock cannot
+        time a ramp)."""
         if self.state is State.ESTOP:
             return
         if self.state is not State.FAULTED:
@@ -185,6 +191,7 @@ class SafetyLayer:
     def _start_ramp(self) -> None:
         self._ramp_from = clamp(self.command, self.limits.max_torque)[0]
         self._fault_time = self._clock
+        self._ramp_time = self.limits.fault_ramp_time
 
     def request_enable(self, now: float) -> tuple[bool, str]:
         """Try DISABLED → ENABLED; returns (accepted, reason). Refused while a fault or e-stop
@@ -256,12 +263,10 @@ class SafetyLayer:
 
     def set_limits(self, limits: SafetyLimits) -> str | None:
         """Replace the limits unless :meth:`limits_refusal` objects (its reason is returned). A
-        fault ramp in progress restarts from the current command, clamped to the new limit."""
+        fault ramp in progress keeps its start and length; a lower max_torque clamps it."""
         refusal = self.limits_refusal(limits)
         if refusal is None:
             self.limits = limits
-            if self.state is State.FAULTED:
-                self._start_ramp()
         return refusal
 
     def watch_refusal(self, required: Iterable[str]) -> str | None:
@@ -303,11 +308,12 @@ class SafetyLayer:
             u, fast = velocity_gate(u, velocity, limits.max_velocity)
             u, rated = slew_limit(u, self.command, limits.max_torque_rate, dt)
             u, hard = clamp(u, limits.max_torque)
+            u, cut = range_gate(u, position, limits.position_min, limits.position_max, 0.0)
             self.command = u
-            flags = (saturated | hard, rated, ranged, fast)
+            flags = (saturated | hard, rated, ranged | cut, fast)
         elif self.state is State.FAULTED:
             elapsed = self._clock - self._fault_time
-            remaining = max(0.0, 1.0 - elapsed / self.limits.fault_ramp_time)
+            remaining = max(0.0, 1.0 - elapsed / self._ramp_time)
             self.command = clamp(self._ramp_from * remaining, self.limits.max_torque)[0]
         else:
             self.command = np.zeros(self.limits.n_joints)

@@ -15,7 +15,9 @@ The node starts disabled. Zero torque is published when it is disabled, on e-sto
 e-stop callback itself), when the node is destroyed or the context shuts down, and after any
 exception in the control loop (which also latches a fault). Every limit is a parameter with a
 range; a change that is out of range, inconsistent or (while enabled) relaxes a limit is refused
-with the reason. The safety logic itself lives in :mod:`emg_msk_ros.control` (no ROS).
+with the reason. The watchdog, the ramps and the control tick use the steady clock, not ROS
+time, so neither a system-time step nor a stopped ``/clock`` (``use_sim_time``) can freeze the
+torque. The safety logic itself lives in :mod:`emg_msk_ros.control` (no ROS).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import WrenchStamped
 from rcl_interfaces.msg import (FloatingPointRange, ParameterDescriptor, ParameterType,
                                 SetParametersResult)
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException
 from rclpy.experimental import EventsExecutor
 from rclpy.node import Node
@@ -87,6 +90,13 @@ class AssistControllerNode(Node):
 
     def __init__(self, **kwargs):
         super().__init__("assist_controller", **kwargs)
+        # Set first: a parameter refused below leaves a half-built node, which the context's
+        # shutdown still destroys.
+        self._destroyed = False
+        self.command_pub = None
+        # Watchdog, ramps and the control timer run on a steady clock: ROS time can step back
+        # (system time) or stop (/clock under use_sim_time), and the torque path must not.
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         fixed = ParameterDescriptor(read_only=True)
         self.joints = list(self.declare_parameter(
             "joints", ["knee_angle_r"],
@@ -120,7 +130,6 @@ class AssistControllerNode(Node):
         self._estimate_stamp = None
         self._reported_state: State | None = None
         self._last_diagnostics = -1.0
-        self._destroyed = False
 
         command_topic = self.get_parameter("command_topic").value
         self.command_pub = self.create_publisher(Float64MultiArray, command_topic, RELIABLE)
@@ -139,7 +148,8 @@ class AssistControllerNode(Node):
         self.create_service(SetBool, "assist/enable", self._on_enable)
         self.create_service(Trigger, "assist/reset_fault", self._on_reset)
         self.add_on_set_parameters_callback(self._on_parameters)
-        self.timer = self.create_timer(1.0 / limits.control_rate, self._control_step)
+        self.timer = self.create_timer(1.0 / limits.control_rate, self._control_step,
+                                       clock=self._steady)
         self.get_logger().info(
             f"assist_controller: joints {self.joints}, law {self.get_parameter('assist_law').value}"
             f", {limits.control_rate:g} Hz, commands on {self.command_pub.topic_name}; disabled")
@@ -189,7 +199,8 @@ class AssistControllerNode(Node):
     # -- inputs ----------------------------------------------------------------------------
 
     def _now(self) -> float:
-        return self.get_clock().now().nanoseconds * 1e-9
+        """The controller's clock, s (steady: never jumps, never stops)."""
+        return self._steady.now().nanoseconds * 1e-9
 
     def _note_rejection(self, name: str, reason: str | None) -> None:
         if reason is None:
@@ -267,7 +278,10 @@ class AssistControllerNode(Node):
             self.get_logger().error(f"control loop failed, torque zeroed: {exc!r}")
 
     def _publish_zero(self) -> None:
-        """Zero torque on the command topic, whatever the controller's state."""
+        """Zero torque on the command topic, whatever the controller's state (none before the
+        topic exists: nothing was commanded yet)."""
+        if self.command_pub is None:
+            return
         try:
             self.command_pub.publish(Float64MultiArray(data=[0.0] * len(self.joints)))
         except Exception as exc:  # noqa: BLE001 - during shutdown the publisher may be gone
@@ -341,7 +355,12 @@ def main(args: list[str] | None = None) -> None:
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
-    node = AssistControllerNode()
+    try:
+        node = AssistControllerNode()
+    except ValueError as exc:  # a refused parameter: say which, like the other nodes
+        print(f"error: {exc}", flush=True)
+        rclpy.try_shutdown()
+        raise SystemExit(1) from None
     executor = EventsExecutor()
     executor.add_node(node)
     try:
