@@ -227,6 +227,15 @@ def run(args: argparse.Namespace) -> int:
             "under the package's models/")
         print(f"emg-msk demo: {exc}{hint}", file=sys.stderr)
         return 2
+    # the estimator's first output needs a full window; a second more gives something to score
+    shortest = estimator.window / estimator.conditioner_settings.output_rate_hz + 1.0
+    if not args.duration >= shortest:
+        print(f"emg-msk demo: --duration {args.duration:g} s is too short: the model's window "
+              f"alone is {shortest - 1.0:g} s; give at least {shortest:g} s", file=sys.stderr)
+        return 2
+    if not args.rate > 0:
+        print(f"emg-msk demo: --rate must be > 0, got {args.rate:g}", file=sys.stderr)
+        return 2
     out.mkdir(parents=True, exist_ok=True)
     for name in OUTPUTS:
         target = out / name

@@ -176,6 +176,30 @@ def test_sessions_with_wrong_channels_or_joint_are_refused(preset, recording, co
         ds.make_trial(other_joint, preset, conditioning, cal, "elbow.bag")
 
 
+def test_a_simulated_session_for_other_channels_is_refused_by_name(conditioning):
+    wrist = simulate_session(load_preset("wrist"), 3.0, seed=4)
+    with pytest.raises(ds.DataError, match="missing EMG channel.*RF, VM, BF, ST"):
+        ds.session_calibration(wrist, load_preset("knee"), conditioning, "wrist.bag")
+
+
+def test_non_finite_labels_or_emg_are_refused_with_where_they_are(preset, recording, conditioning):
+    cal = ds.session_calibration(recording, preset, conditioning, "toy-1")
+    angle = recording.angle.copy()
+    angle[300:310] = np.nan  # a 0.1 s dropout of the joint sensor
+    holed = dataclasses.replace(recording, angle=angle)
+    t0, t1 = recording.kin_time[300], recording.kin_time[309]
+    with pytest.raises(ds.DataError, match=rf"angle labels are NaN/Inf in 10 of \d+ samples, "
+                       rf"first from t = {t0:.3f} s to {t1:.3f} s"):
+        ds.make_trial(holed, preset, conditioning, cal, "holed.bag")
+    with pytest.raises(ds.DataError, match="angle labels are NaN"):
+        train_on_recordings([holed], ["holed.bag"], preset, SMALL, conditioning)
+    emg = recording.emg.copy()
+    emg[:, 1] = np.nan  # an electrode that recorded nothing
+    with pytest.raises(ds.DataError, match=rf"EMG channel\(s\) {recording.channel_names[1]} "
+                       rf"are NaN/Inf in {len(emg)} of {len(emg)} samples"):
+        ds.make_trial(dataclasses.replace(recording, emg=emg), preset, conditioning, cal, "x")
+
+
 def test_too_little_data_is_refused(preset, conditioning):
     short = toy_recording(preset, 4.0, seed=3)
     with pytest.raises(ds.DataError, match="too little training data"):

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -210,6 +211,32 @@ def test_conditioner_reports_dropped_samples(rclpy_context, calibration_file):
     assert node.health.dropped == 20
     status = node.health.status()
     assert status.level == DiagnosticStatus.WARN and "20 sample(s) dropped" in status.message
+
+
+def test_conditioner_withholds_the_envelope_while_a_channel_is_flat(rclpy_context,
+                                                                   calibration_file):
+    node = EmgConditioner(context=rclpy_context, parameter_overrides=params(
+        model="", calibration_file=str(calibration_file[0])))
+    sent: list = []
+    node.publisher = SimpleNamespace(publish=sent.append)
+    emg = raw_emg(1.5)
+    emg[500:1500, 1] = 0.0  # VM: electrode off for 0.5 s
+    emg[500:1500, 2] = np.nan  # BF: invalid samples, held by the conditioner
+    levels, published = [], []
+    for first in range(0, emg.shape[0], 50):
+        before = len(sent)
+        node.on_raw(emg_message(emg[first:first + 50], first, 0))
+        levels.append(node.health.status().level)
+        published.append(len(sent) > before)
+    levels, published = np.array(levels), np.array(published)
+    # quality windows of 0.25 s (10 chunks): [500, 1000) is judged flat with chunk 19, the
+    # first window with signal again, [1500, 2000), with chunk 39
+    assert published[:19].all() and (levels[:19] != DiagnosticStatus.ERROR).all()
+    assert not published[19:39].any() and (levels[19:39] == DiagnosticStatus.ERROR).all()
+    assert published[39:].all() and (levels[39:] != DiagnosticStatus.ERROR).all()
+    node.on_raw(emg_message(np.zeros((500, 4), np.float32), emg.shape[0], 0))
+    assert len(sent) == published.sum()
+    assert "flat signal on channel(s) RF, VM, BF, ST" in node.health.error
 
 
 def test_conditioner_refuses_a_stream_with_other_channels_than_the_model(rclpy_context):

@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 
+from emg_msk_ros.io.bag_record import BagError
+from emg_msk_ros.io.bag_replay import read_topics
 from emg_msk_ros.io.recording import Recording
 from emg_msk_ros.io.session_bag import (
     TOPIC_EMG, TOPIC_METADATA, SessionError, qos, read_recording, write_recording)
@@ -99,3 +101,32 @@ def test_gap_in_emg_is_an_error_not_silent_loss(tmp_path):
 def test_not_a_bag_is_named(tmp_path):
     with pytest.raises(SessionError, match="not a rosbag2 folder"):
         read_recording(tmp_path)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+def test_a_truncated_or_empty_bag_file_is_named_not_a_traceback(tmp_path, damage):
+    path = write_recording(tmp_path / "s", _recording(n=2000))
+    storage = next(path.glob("*.mcap"))
+    with open(storage, "r+b") as f:
+        f.truncate(storage.stat().st_size // 2 if damage == "truncated" else 0)
+    with pytest.raises(SessionError, match=r"cannot read the bag"):
+        read_recording(path)
+    with pytest.raises(BagError, match=r"cannot read the bag"):
+        read_topics(path, [TOPIC_EMG])
+
+
+def test_a_metadata_topic_without_messages_is_named(tmp_path):
+    store = typestore()
+    with Writer(tmp_path / "s", version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        writer.add_connection(TOPIC_METADATA, "std_msgs/msg/String", typestore=store)
+        writer.add_connection(TOPIC_EMG, "emg_msk_ros/msg/EmgArray", typestore=store)
+    with pytest.raises(SessionError, match="/session/metadata has no messages"):
+        read_recording(tmp_path / "s")
+
+
+def test_a_joint_state_topic_without_messages_reads_as_no_kinematics(tmp_path):
+    rec = _recording(n=200)
+    empty = Recording(emg=rec.emg, sample_rate=rec.sample_rate, channel_names=rec.channel_names,
+                      joint_name="knee_angle_r", kin_time=rec.kin_time[:0], angle=rec.angle[:0])
+    back = read_recording(write_recording(tmp_path / "s", empty))
+    assert back.angle is None and back.kin_time is None

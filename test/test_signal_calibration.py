@@ -164,3 +164,12 @@ def test_calibrate_command_writes_references_and_rest_levels(tmp_path, capsys):
                  str(tmp_path / "x.yaml")]) == 1
     assert "lacks channel(s) BF" in capsys.readouterr().err
     assert not (tmp_path / "x.yaml").exists()
+
+
+def test_a_malformed_calibration_file_or_a_too_short_recording_is_named(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("references_v: {RF: [1,\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"bad.yaml: not valid YAML"):
+        Calibration.load(bad)
+    with pytest.raises(ConfigError, match=r"lasts 0.2 s; at least 1 s of EMG is needed"):
+        compute_calibration(_steady(1e-4, seconds=0.2), FS, NAMES, SETTINGS)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+import yaml
 from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import (
@@ -27,7 +28,7 @@ from rclpy.qos import (
 )
 from rclpy.serialization import deserialize_message, serialize_message
 from rosbags.interfaces import Qos
-from rosbags.rosbag2 import Reader
+from rosbags.rosbag2 import Reader, ReaderError
 
 from emg_msk_ros.io.bag_record import INFINITE, BagError
 from emg_msk_ros.io.typestore import typestore
@@ -37,7 +38,10 @@ def _open_reader(path: Path) -> Reader:
     if not (path / "metadata.yaml").is_file():
         raise BagError(f"{path} is not a rosbag2 folder (no metadata.yaml)")
     reader = Reader(path)
-    reader.open()
+    try:
+        reader.open()
+    except (ReaderError, yaml.YAMLError) as exc:  # truncated or corrupt files
+        raise BagError(f"{path}: cannot read the bag: {exc}") from exc
     return reader
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
-from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer
 
 from emg_msk_ros import __version__
 from emg_msk_ros.io.recording import Recording
@@ -180,20 +180,28 @@ def read_recording(path: str | Path) -> Recording:
     """Read a session bag written by :func:`write_recording` (or recorded from a pipeline).
 
     Raises :class:`SessionError` naming the topic when a required topic is missing, has the
-    wrong type, or when EMG chunks have gaps, overlaps or change channels/rate mid-stream.
+    wrong type or no messages, or when EMG chunks have gaps, overlaps or change channels/rate
+    mid-stream; and naming the file when the bag is truncated or corrupt. A joint-state topic
+    without messages reads as a session without kinematics.
     """
     path = Path(path)
     if not (path / "metadata.yaml").is_file():
         raise SessionError(f"{path} is not a rosbag2 folder (no metadata.yaml)")
     store = typestore()
-    with Reader(path) as reader:
-        conns = _check_types(reader, path)
-        meta_msgs = list(reader.messages(connections=[conns[TOPIC_METADATA]]))
-        document = yaml.safe_load(store.deserialize_cdr(meta_msgs[0][2], TYPES[TOPIC_METADATA]).data)
-        if not isinstance(document, dict) or document.get("schema") != SCHEMA:
-            raise SessionError(f"{path}: {TOPIC_METADATA} is not a {SCHEMA} document")
-        emg = _read_emg(reader, conns[TOPIC_EMG], document, path)
-        kin = _read_kinematics(reader, conns, document)
+    try:
+        with Reader(path) as reader:
+            conns = _check_types(reader, path)
+            meta_msgs = list(reader.messages(connections=[conns[TOPIC_METADATA]]))
+            if not meta_msgs:
+                raise SessionError(f"{path}: topic {TOPIC_METADATA} has no messages")
+            document = yaml.safe_load(
+                store.deserialize_cdr(meta_msgs[0][2], TYPES[TOPIC_METADATA]).data)
+            if not isinstance(document, dict) or document.get("schema") != SCHEMA:
+                raise SessionError(f"{path}: {TOPIC_METADATA} is not a {SCHEMA} document")
+            emg = _read_emg(reader, conns[TOPIC_EMG], document, path)
+            kin = _read_kinematics(reader, conns, document)
+    except (ReaderError, yaml.YAMLError) as exc:  # truncated or corrupt files
+        raise SessionError(f"{path}: cannot read the bag: {exc}") from exc
     return Recording(
         emg=emg,
         sample_rate=document["sample_rate"],
@@ -238,6 +246,8 @@ def _read_kinematics(reader: Reader, conns: dict, document: dict) -> dict:
         times.append(stamp_to_ns(msg.header.stamp) * 1e-9)
         angle.append(msg.position[0])
         velocity.append(msg.velocity[0] if len(msg.velocity) else np.nan)
+    if not times:  # the topic without messages: a session without kinematics
+        return {}
     out = {"kin_time": np.array(times), "angle": np.array(angle)}
     if not np.isnan(velocity).any():
         out["velocity"] = np.array(velocity)

@@ -141,6 +141,7 @@ def simulated_mvc_calibration(recording: Recording, preset: Preset,
     from emg_msk_ros.physics.motions import MotionSettings
     from emg_msk_ros.physics.synth_emg import EmgSynthSettings, synthesize_emg
 
+    channel_columns(recording, preset.channel_names, name)  # DataError naming what is missing
     gains = np.asarray(recording.metadata["emg_gain"], dtype=np.float64)
     if gains.shape != (len(recording.channel_names),) or not np.all(gains > 0):
         raise DataError(f"{name}: metadata emg_gain must give one positive gain per channel, "
@@ -194,6 +195,34 @@ def session_calibration(recording: Recording, preset: Preset, settings: Conditio
                                source=f"{name} (self-calibrated)")
 
 
+def _refuse_non_finite(values: np.ndarray, times: np.ndarray, what: str, name: str) -> None:
+    """DataError naming the first stretch of NaN/Inf rows of ``values`` (n, ...) at ``times``
+    (n,) s; ``what`` says whose values they are."""
+    bad = ~np.isfinite(np.asarray(values, dtype=np.float64).reshape(len(values), -1)).all(axis=1)
+    if not bad.any():
+        return
+    first = int(np.argmax(bad))
+    end = len(bad) if bad[first:].all() else first + int(np.argmax(~bad[first:]))
+    raise DataError(f"{name}: {what} NaN/Inf in {int(bad.sum())} of {len(bad)} samples, first "
+                    f"from t = {times[first]:.3f} s to {times[end - 1]:.3f} s; cut the session "
+                    "around such stretches (training and evaluation need finite data)")
+
+
+def _check_finite(recording: Recording, columns: list[int], name: str) -> None:
+    """DataError for NaN/Inf in the EMG channels used or in the labels: the live conditioner
+    bridges short bursts, but training and scoring on bridged samples would hide them."""
+    emg = recording.emg[:, columns]
+    bad_channels = [recording.channel_names[c] for c, ok in
+                    zip(columns, np.isfinite(emg).all(axis=0)) if not ok]
+    if bad_channels:
+        times = recording.start_time + np.arange(len(emg)) / recording.sample_rate
+        _refuse_non_finite(emg, times, f"EMG channel(s) {', '.join(bad_channels)} are", name)
+    for label in ("angle", "force", "moment"):
+        values = getattr(recording, label)
+        if values is not None:
+            _refuse_non_finite(values, recording.kin_time, f"the {label} labels are", name)
+
+
 def make_trial(recording: Recording, preset: Preset, settings: ConditioningSettings,
                calibration: Calibration, name: str, require_angle: bool = True,
                baseline: np.ndarray | None = None) -> Trial:
@@ -207,6 +236,7 @@ def make_trial(recording: Recording, preset: Preset, settings: ConditioningSetti
         raise DataError(f"{name}: joint {recording.joint_name!r} differs from preset "
                         f"{preset.name!r}'s joint {preset.joint.name!r}")
     force_columns = _muscle_columns(recording, preset, name)
+    _check_finite(recording, channel_columns(recording, preset.channel_names, name), name)
     excitation, time = condition_recording(select_channels(recording, preset, name), settings,
                                            calibration)
     dt = 1.0 / settings.output_rate_hz

@@ -7,7 +7,11 @@ Without a model, ``conditioning_file`` and ``calibration_file`` give both.
 
 A stream whose channels or sample rate differ from the model's is refused (ERROR on
 ``/diagnostics``, nothing published) until a matching stream arrives. Dropped, repeated, invalid
-(NaN/Inf), flat and saturated samples are reported as WARN.
+(NaN/Inf) and saturated samples are reported as WARN. While a channel is flat (a dead or
+unplugged electrode, or one whose samples are all invalid and held: see ``quality`` in the
+conditioning settings), its envelope would be a made-up constant, so nothing is published and
+the status is ERROR: the estimate goes stale and the assist controller's watchdog takes the
+torque to zero. Publishing resumes with the first chunk after every channel has signal again.
 
 Envelope sample ``k`` is taken at raw sample ``k · decimation``; its stamp is that raw sample's
 acquisition time, and ``first_sample_index`` counts envelope samples.
@@ -133,6 +137,14 @@ class EmgConditioner(Node):
             self.invalid_samples += sum(report.invalid.values())
             for line in report.messages():
                 self.health.note(line)
+        flat = self.conditioner.quality.flat_names
+        if flat:
+            self.health.fail(f"withholding emg/envelope: flat signal on channel(s) "
+                             f"{', '.join(flat)} (electrode off or dead?)")
+            return
+        if self.health.error and self.health.error.startswith("withholding"):
+            self.health.error = None
+            self.get_logger().info("every channel has signal again: emg/envelope resumed")
         if out.excitation.shape[0]:
             self._publish(msg, out)
 

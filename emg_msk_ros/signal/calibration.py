@@ -117,7 +117,10 @@ class Calibration:
     def load(cls, path: str | Path) -> Calibration:
         """Read a calibration written by :meth:`save`; errors name the file and field."""
         path = Path(path)
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             raise ConfigError(f"{path}: not a calibration file (expected schema: {SCHEMA})")
         for key in ("references_v", "conditioning"):
@@ -152,13 +155,21 @@ def rest_levels(emg: np.ndarray, sample_rate: float, channel_names: Sequence[str
     return {name: float(v) for name, v in zip(channel_names, np.median(settled, axis=0))}
 
 
+MIN_CALIBRATION_S = 1.0  # s of EMG a calibration recording needs at least
+
+
 def compute_calibration(emg: np.ndarray, sample_rate: float, channel_names: Sequence[str],
                         settings: ConditioningSettings, *, source: str = "") -> Calibration:
     """Reference envelopes from a calibration recording (n, channels; V, at ``sample_rate`` Hz).
 
     Each channel's reference is the ``settings.normalisation.percentile`` percentile of its
-    envelope (same causal chain as the conditioner, without normalisation).
+    envelope (same causal chain as the conditioner, without normalisation). A recording
+    shorter than ``MIN_CALIBRATION_S`` is refused: its envelope is mostly the filters' start-up.
     """
+    seconds = np.asarray(emg).shape[0] / sample_rate
+    if seconds < MIN_CALIBRATION_S:
+        raise ConfigError(f"the calibration recording lasts {seconds:.3g} s; at least "
+                          f"{MIN_CALIBRATION_S:g} s of EMG is needed")
     conditioner = Conditioner(settings, sample_rate, list(channel_names), unnormalised=True)
     out = conditioner.process(emg, 0)
     percentile = settings.normalisation.percentile
