@@ -219,6 +219,12 @@ def test_csv_loader_errors_name_the_problem(tmp_path):
     uneven.write_text(uneven.read_text().replace("\n100.5,", "\n100.9,"))
     with pytest.raises(CsvFormatError, match="not uniformly sampled"):
         load_csv(uneven, CSV_MAP)
+    blank = _csv(tmp_path)
+    rows = blank.read_text().splitlines()
+    blank.write_text("\n".join([rows[0]] + [",".join(r.split(",")[:3] + ["nan", "7"])
+                                             for r in rows[1:]]) + "\n")
+    with pytest.raises(CsvFormatError, match="column 'knee' .for angle. holds no finite number"):
+        load_csv(blank, CSV_MAP)
     with pytest.raises(ConfigError, match="unknown option.s. emg_units"):
         CsvColumnMap.from_mapping({**CSV_MAP, "emg_units": "mV"})
     with pytest.raises(ConfigError, match="exactly one of sample_rate_hz and time_column"):

@@ -353,6 +353,25 @@ def test_estimator_bridges_short_gaps_and_restarts_after_long_ones(rclpy_context
     assert node.estimates == 7 and node.health.repeated == 3
 
 
+def test_estimator_refuses_non_finite_excitation_then_resumes(rclpy_context, estimator):
+    node = MskEstimator(context=rclpy_context, parameter_overrides=params(model=MODEL))
+    w, rate, names = estimator.window, estimator.model_rate, estimator.channel_names
+    env = envelope(w + 10, len(names))
+    env[w:w + 5, 0] = np.nan
+
+    def feed(first, count):
+        node.on_envelope(emg_message(env[first:first + count], first, 0, names=names,
+                                     rate=rate, unit=EmgArray.UNIT_EXCITATION))
+
+    feed(0, w)
+    assert node.estimates == 1
+    feed(w, 5)
+    assert node.estimates == 1 and node.health.status().level == DiagnosticStatus.ERROR
+    assert "NaN/Inf excitation in the chunk at sample 70" in node.health.error
+    feed(w + 5, 5)  # finite again: the 5 refused samples are bridged, estimates resume
+    assert node.estimates == 6 and node.health.error is None
+
+
 @pytest.mark.parametrize("change, reason", [
     ({"names": ["A", "B", "C", "D"]}, "expects EMG channels"),
     ({"rate": 50.0}, "50 Hz"),

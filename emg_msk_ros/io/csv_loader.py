@@ -108,11 +108,15 @@ def read_table(path: str | Path, delimiter: str | None = None) -> tuple[list[str
 
 def column_values(header: list[str], data: np.ndarray, name: str, path: str | Path,
                   role: str) -> np.ndarray:
-    """The column called ``name``; a missing column is an error naming ``role`` and the file."""
+    """The column called ``name``; a missing column, or one without a single finite number, is
+    an error naming ``role`` and the file."""
     if name not in header:
         raise CsvFormatError(f"{path}: no column {name!r} (for {role}); columns: "
                              f"{', '.join(header)}")
-    return data[:, header.index(name)]
+    values = data[:, header.index(name)]
+    if not np.isfinite(values).any():
+        raise CsvFormatError(f"{path}: column {name!r} (for {role}) holds no finite number")
+    return values
 
 
 def recording_from_table(header: list[str], data: np.ndarray, column_map: CsvColumnMap,

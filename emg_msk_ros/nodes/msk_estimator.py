@@ -15,9 +15,10 @@ sample's stamp (the acquisition time of the newest EMG sample it derives from):
 ``calibration_file`` (the session's calibration, as given to ``emg_conditioner``): when it holds
 rest levels, they replace the model's resting baseline (the first training session's), so the
 network sees this session's excitation above rest. An envelope whose channels or rate differ
-from the model's is refused (ERROR on ``/diagnostics``). A gap of up to ``max_bridge_steps``
-samples is bridged by holding the last sample; a longer one empties the window (no estimates
-until it refills).
+from the model's is refused (ERROR on ``/diagnostics``), and so is a chunk holding NaN/Inf (no
+estimate from it: the assist controller's watchdog sees the silence). A gap of up to
+``max_bridge_steps`` samples is bridged by holding the last sample; a longer one empties the
+window (no estimates until it refills).
 """
 
 from __future__ import annotations
@@ -261,6 +262,12 @@ class MskEstimator(Node):
         data = chunk_values(msg, len(self.estimator.channel_names), self.health)
         if data is None:
             return
+        if not np.isfinite(data).all():  # the conditioner never sends these; another source may
+            self.health.fail(f"refusing emg/envelope: NaN/Inf excitation in the chunk at sample "
+                             f"{msg.first_sample_index}; no estimate until finite data returns")
+            return
+        if self.health.error and self.health.error.startswith("refusing emg/envelope: NaN"):
+            self.health.error = None
         skip = self._align(msg.first_sample_index, msg.num_samples)
         stamp0 = stamp_ns(msg.header.stamp)
         period_ns = 1e9 / msg.sample_rate
