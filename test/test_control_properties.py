@@ -2,14 +2,17 @@
 
 A :class:`Harness` drives an :class:`AssistController` with operations (time advancing, forwards,
 not at all or backwards; estimates, muscle states and measured joint states carrying NaN, Inf,
-huge values and stamps that go backwards; enable, disable, e-stop, reset) and steps it after
-every operation. After every step it checks, against its own small model of the inputs:
+huge values and stamps that go backwards; enable, disable, e-stop, reset; new limits, tighter or
+looser) and steps it after every operation. After every step it checks, against its own small model of the inputs:
 
 - the command is finite and |command| <= max_torque;
 - zero while DISABLED or ESTOP;
 - |Δcommand| <= max_torque_rate · dt, except that entering DISABLED or ESTOP, a clock that
-  goes backwards and reaching a range end (for torque toward it) zero it at once;
-- after a fault the command shrinks toward zero and is zero fault_ramp_time after the fault;
+  goes backwards and reaching a range end (for torque toward it) zero it at once, and a lowered
+  max_torque clamps it at once;
+- after a fault the command shrinks toward zero and is zero fault_ramp_time (as it was at the
+  fault, whatever the limits became since) after the fault;
+- new limits are refused exactly when they relax one while ENABLED;
 - near a range end or above max_velocity it never grows in the gated direction, and at or past
   the end it does not push toward it;
 - the state changes only along the allowed transitions, enable is accepted exactly when the
@@ -31,7 +34,7 @@ from hypothesis import strategies as st
 
 from emg_msk_ros.control.controller import AssistController
 from emg_msk_ros.control.laws import ESTIMATE, LAW_NAMES, MEASURED, MUSCLES, make_law
-from emg_msk_ros.control.limits import SafetyLimits
+from emg_msk_ros.control.limits import LimitError, SafetyLimits, loosened
 from emg_msk_ros.control.safety import State
 
 JOINTS = ["hip", "knee"]
@@ -55,15 +58,17 @@ class Scenario:
 
 @dataclass(frozen=True)
 class Op:
-    kind: str  # advance | estimate | muscles | measured | enable | disable | estop | reset
+    kind: str  # advance | estimate | muscles | measured | enable | disable | estop | reset | limits
     dt: float = 0.0  # advance: s; input ops: the stamp step (s)
-    values: tuple = ()  # input ops: one tuple per field
+    values: tuple = ()  # input ops: one tuple per field; limits: factors (SCALED order)
     engaged: bool = False  # estop
 
 
 FIELDS = {"estimate": ("position", "velocity", "torque"), "muscles": ("activation",),
           "measured": ("position", "velocity")}
 INPUT_NAME = {"estimate": ESTIMATE, "muscles": MUSCLES, "measured": MEASURED}
+SCALED = ("max_torque", "max_torque_rate", "fault_ramp_time", "range_margin")  # limits ops
+FACTORS = (0.5, 1.0, 2.0)
 ALLOWED = {  # (before, after) -> operations that may cause it; None: any operation or a step
     (State.DISABLED, State.ENABLED): {"enable"},
     (State.ENABLED, State.DISABLED): {"disable"},
@@ -79,6 +84,8 @@ class Harness:
 
     def __init__(self, scenario: Scenario):
         self.limits = SafetyLimits.from_values(scenario.limits, len(JOINTS))
+        self.initial_limits = self.limits
+        self.ramp_time = self.limits.fault_ramp_time  # of the latest fault
         law, muscles = make_law(scenario.law, {}, JOINTS, FLEXORS, EXTENSORS)
         self.controller = AssistController(JOINTS, law, self.limits, muscles,
                                            scenario.smoothing, scenario.require_measured)
@@ -120,6 +127,7 @@ class Harness:
                     f"{self.state.name} -> {new.name} on {cause}"
             if new is State.FAULTED:
                 self.faults.append(self.controller.safety.fault_reason)
+                self.ramp_time = self.limits.fault_ramp_time
             else:
                 self.fault_step_clock = None
         self.state = new
@@ -154,6 +162,26 @@ class Harness:
             self.estop = op.engaged
             if op.engaged:
                 self.reference = np.zeros(len(JOINTS))
+        elif op.kind == "limits":
+            self._tick()
+            base = self.initial_limits
+            values = {name: np.atleast_1d(getattr(base, name)) * factor
+                      for name, factor in zip(SCALED, op.values)}
+            try:
+                new = SafetyLimits.from_values(
+                    {**{n: v.tolist() if v.size > 1 else float(v[0]) for n, v in values.items()},
+                     **{name: getattr(base, name).tolist() for name in
+                        ("position_min", "position_max", "max_velocity")},
+                     "watchdog_timeout": base.watchdog_timeout,
+                     "control_rate": base.control_rate}, len(JOINTS))
+            except LimitError:  # an inconsistent draw: nothing to apply
+                new = None
+            if new is not None:
+                relaxed = loosened(self.limits, new) if self.state is State.ENABLED else []
+                reason = c.set_limits(new)
+                assert (reason is None) == (not relaxed), (reason, relaxed)
+                if reason is None:
+                    self.limits = new
         elif op.kind == "reset":
             self._tick()
             before = self.state
@@ -206,6 +234,7 @@ class Harness:
             assert np.all(u == 0.0)
         else:
             slewed = np.abs(u - ref) <= lim.max_torque_rate * dt + TOL * (1 + np.abs(ref))
+            slewed |= np.abs(ref) > lim.max_torque  # max_torque lowered: clamped at once
             if self.state is State.ENABLED:
                 at_high, at_low = self._at_ends()
                 slewed |= (u == 0.0) & ((at_high & (ref > 0)) | (at_low & (ref < 0)))
@@ -214,7 +243,7 @@ class Harness:
             if self.fault_step_clock is None:
                 self.fault_step_clock = self.clock
             assert np.all(np.abs(u) <= np.abs(ref) + TOL) and np.all(u * ref >= 0.0)
-            if self.clock - self.fault_step_clock >= lim.fault_ramp_time:
+            if self.clock - self.fault_step_clock >= self.ramp_time:
                 assert np.all(u == 0.0), "fault ramp did not reach zero in fault_ramp_time"
         if self.state is State.ENABLED:
             self._check_enabled(u, ref)
@@ -273,6 +302,7 @@ OPS = st.one_of(
     _advance(), _advance(), _input_op("estimate"), _input_op("estimate"), _input_op("muscles"),
     _input_op("measured"), st.just(Op("enable")), st.just(Op("enable")), st.just(Op("disable")),
     st.booleans().map(lambda e: Op("estop", engaged=e)), st.just(Op("reset")),
+    st.tuples(*[st.sampled_from(FACTORS)] * len(SCALED)).map(lambda f: Op("limits", values=f)),
 )
 
 
@@ -306,8 +336,9 @@ def random_ops(rng: np.random.Generator, n: int, anomaly: float, period: float):
     """A stream of ``n`` operations that looks like a live session with faults mixed in:
     ``anomaly`` is the probability of each kind of trouble (special value, stamp or clock going
     backwards, stall, e-stop); ``period`` the typical time step (s)."""
-    kinds = ["advance", "estimate", "muscles", "measured", "enable", "disable", "estop", "reset"]
-    weights = np.array([30, 25, 12, 12, 6, 2, 2, 4], dtype=float)
+    kinds = ["advance", "estimate", "muscles", "measured", "enable", "disable", "estop", "reset",
+             "limits"]
+    weights = np.array([30, 25, 12, 12, 6, 2, 2, 4, 1], dtype=float)
     for kind in rng.choice(kinds, size=n, p=weights / weights.sum()):
         if kind == "advance":
             r = rng.random()
@@ -327,6 +358,8 @@ def random_ops(rng: np.random.Generator, n: int, anomaly: float, period: float):
             yield Op(kind, dt, tuple(values))
         elif kind == "estop":
             yield Op("estop", engaged=bool(rng.random() < anomaly * 5))
+        elif kind == "limits":
+            yield Op("limits", values=tuple(rng.choice(FACTORS, size=len(SCALED)).tolist()))
         else:
             yield Op(kind)
 
