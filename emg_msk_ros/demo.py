@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import sys
@@ -229,9 +230,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     # the estimator's first output needs a full window; a second more gives something to score
     shortest = estimator.window / estimator.conditioner_settings.output_rate_hz + 1.0
-    if not args.duration >= shortest:
-        print(f"emg-msk demo: --duration {args.duration:g} s is too short: the model's window "
-              f"alone is {shortest - 1.0:g} s; give at least {shortest:g} s", file=sys.stderr)
+    if not shortest <= args.duration < math.inf:
+        print(f"emg-msk demo: --duration {args.duration:g} s: give a finite length of at least "
+              f"{shortest:g} s (the model's window alone is {shortest - 1.0:g} s)",
+              file=sys.stderr)
         return 2
     if not args.rate > 0:
         print(f"emg-msk demo: --rate must be > 0, got {args.rate:g}", file=sys.stderr)

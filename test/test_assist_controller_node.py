@@ -248,13 +248,14 @@ def test_a_refused_parameter_is_named_and_the_half_built_node_shuts_down(rclpy_c
         AssistControllerNode(context=rclpy_context, parameter_overrides=[
             Parameter("max_torque", value=[1000.0])])
     rclpy_context.shutdown()  # destroys the half-built node it tracks: no error
-    process = subprocess.run(  # the node alone says what is wrong, without a traceback
-        [sys.executable, "-m", "emg_msk_ros.nodes.assist_controller", "--ros-args",
-         "-p", "max_torque:=[1000.0]"], cwd=tmp_path, capture_output=True, text=True,
-        timeout=60)
-    assert process.returncode == 1
-    assert "error: assist_controller parameters: max_torque[0] = 1000" in process.stdout
-    assert "Traceback" not in process.stderr, process.stderr
+    for value, says in (("max_torque:=[1000.0]", "max_torque[0] = 1000"),  # our range check
+                        ("fault_ramp_time:=5.0", "fault_ramp_time")):  # the descriptor's
+        process = subprocess.run(  # the node alone says what is wrong, without a traceback
+            [sys.executable, "-m", "emg_msk_ros.nodes.assist_controller", "--ros-args",
+             "-p", value], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert process.returncode == 1
+        assert process.stdout.startswith("error: ") and says in process.stdout, process.stdout
+        assert "Traceback" not in process.stderr, process.stderr
 
 
 def test_ros_time_that_stands_still_does_not_stop_the_tick_or_the_watchdog(executor,

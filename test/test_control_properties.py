@@ -7,9 +7,9 @@ looser) and steps it after every operation. After every step it checks, against 
 
 - the command is finite and |command| <= max_torque;
 - zero while DISABLED or ESTOP;
-- |Δcommand| <= max_torque_rate · dt, except that entering DISABLED or ESTOP, a clock that
-  goes backwards and reaching a range end (for torque toward it) zero it at once, and a lowered
-  max_torque clamps it at once;
+- |Δcommand| <= max_torque_rate · dt (during a fault ramp, the rate in force at the fault),
+  except that entering DISABLED or ESTOP, a clock that goes backwards and reaching a range end
+  (for torque toward it) zero it at once, and a lowered max_torque clamps it at once;
 - after a fault the command shrinks toward zero and is zero fault_ramp_time (as it was at the
   fault, whatever the limits became since) after the fault;
 - new limits are refused exactly when they relax one while ENABLED;
@@ -85,7 +85,7 @@ class Harness:
     def __init__(self, scenario: Scenario):
         self.limits = SafetyLimits.from_values(scenario.limits, len(JOINTS))
         self.initial_limits = self.limits
-        self.ramp_time = self.limits.fault_ramp_time  # of the latest fault
+        self.fault_limits = self.limits  # in force at the latest fault
         law, muscles = make_law(scenario.law, {}, JOINTS, FLEXORS, EXTENSORS)
         self.controller = AssistController(JOINTS, law, self.limits, muscles,
                                            scenario.smoothing, scenario.require_measured)
@@ -127,7 +127,7 @@ class Harness:
                     f"{self.state.name} -> {new.name} on {cause}"
             if new is State.FAULTED:
                 self.faults.append(self.controller.safety.fault_reason)
-                self.ramp_time = self.limits.fault_ramp_time
+                self.fault_limits = self.limits
             else:
                 self.fault_step_clock = None
         self.state = new
@@ -233,7 +233,8 @@ class Harness:
         if self.state in (State.DISABLED, State.ESTOP):
             assert np.all(u == 0.0)
         else:
-            slewed = np.abs(u - ref) <= lim.max_torque_rate * dt + TOL * (1 + np.abs(ref))
+            rate = (self.fault_limits if self.state is State.FAULTED else lim).max_torque_rate
+            slewed = np.abs(u - ref) <= rate * dt + TOL * (1 + np.abs(ref))
             slewed |= np.abs(ref) > lim.max_torque  # max_torque lowered: clamped at once
             if self.state is State.ENABLED:
                 at_high, at_low = self._at_ends()
@@ -243,7 +244,7 @@ class Harness:
             if self.fault_step_clock is None:
                 self.fault_step_clock = self.clock
             assert np.all(np.abs(u) <= np.abs(ref) + TOL) and np.all(u * ref >= 0.0)
-            if self.clock - self.fault_step_clock >= self.ramp_time:
+            if self.clock - self.fault_step_clock >= self.fault_limits.fault_ramp_time:
                 assert np.all(u == 0.0), "fault ramp did not reach zero in fault_ramp_time"
         if self.state is State.ENABLED:
             self._check_enabled(u, ref)

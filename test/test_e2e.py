@@ -71,8 +71,8 @@ def test_demo_graph_output_equals_the_offline_run_without_drops(tmp_path, capsys
     np.testing.assert_allclose(live["activation"], offline["activation"], rtol=0, atol=1e-4)
 
 
-@pytest.mark.parametrize("duration", ["0.3", "0", "nan"])
+@pytest.mark.parametrize("duration", ["0.3", "0", "nan", "inf"])
 def test_demo_refuses_a_session_shorter_than_the_models_window(tmp_path, capsys, duration):
     assert cli.main(["demo", "--out", str(tmp_path / "demo"), "--duration", duration]) == 2
-    assert "is too short: the model's window alone is 0.7 s" in capsys.readouterr().err
+    assert "at least 1.7 s (the model's window alone is 0.7 s)" in capsys.readouterr().err
     assert not (tmp_path / "demo").exists()

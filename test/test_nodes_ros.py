@@ -237,6 +237,23 @@ def test_conditioner_withholds_the_envelope_while_a_channel_is_flat(rclpy_contex
     node.on_raw(emg_message(np.zeros((500, 4), np.float32), emg.shape[0], 0))
     assert len(sent) == published.sum()
     assert "flat signal on channel(s) RF, VM, BF, ST" in node.health.error
+    # a 0.25 s jump in the stream restarts the filters, not the verdict: still withheld
+    for first in range(emg.shape[0] + 1000, emg.shape[0] + 1500, 50):
+        node.on_raw(emg_message(np.zeros((50, 4), np.float32), first, 0))
+    assert node.health.dropped == 500 and len(sent) == published.sum()
+    assert "flat signal" in node.health.error
+
+
+def test_conditioner_refuses_raw_chunks_in_another_unit_until_volts_return(rclpy_context,
+                                                                          calibration_file):
+    node = EmgConditioner(context=rclpy_context, parameter_overrides=params(
+        model="", calibration_file=str(calibration_file[0])))
+    emg = raw_emg(0.1)
+    node.on_raw(emg_message(emg[:100], 0, 0))
+    node.on_raw(emg_message(emg[100:150], 100, 0, unit=EmgArray.UNIT_EXCITATION))
+    assert "is not UNIT_VOLT" in node.health.error
+    node.on_raw(emg_message(emg[150:], 150, 0))
+    assert node.health.error is None
 
 
 def test_conditioner_refuses_a_stream_with_other_channels_than_the_model(rclpy_context):
@@ -366,8 +383,9 @@ def test_estimator_refuses_non_finite_excitation_then_resumes(rclpy_context, est
     feed(0, w)
     assert node.estimates == 1
     feed(w, 5)
-    assert node.estimates == 1 and node.health.status().level == DiagnosticStatus.ERROR
-    assert "NaN/Inf excitation in the chunk at sample 70" in node.health.error
+    assert node.estimates == 1 and "NaN/Inf excitation" in node.health.error
+    assert "chunk at sample 70 holds NaN/Inf" in node.health.problems
+    assert node.health.status().level == DiagnosticStatus.ERROR
     feed(w + 5, 5)  # finite again: the 5 refused samples are bridged, estimates resume
     assert node.estimates == 6 and node.health.error is None
 

@@ -171,5 +171,6 @@ def test_a_malformed_calibration_file_or_a_too_short_recording_is_named(tmp_path
     bad.write_text("references_v: {RF: [1,\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"bad.yaml: not valid YAML"):
         Calibration.load(bad)
-    with pytest.raises(ConfigError, match=r"lasts 0.2 s; at least 1 s of EMG is needed"):
-        compute_calibration(_steady(1e-4, seconds=0.2), FS, NAMES, SETTINGS)
+    with pytest.raises(ConfigError, match=r"^mvc.bag: 0.2 s of EMG; a calibration needs at "
+                       r"least 1 s"):
+        compute_calibration(_steady(1e-4, seconds=0.2), FS, NAMES, SETTINGS, source="mvc.bag")

@@ -14,10 +14,10 @@ What the command is on each step:
   slew-rate limit (an e-stop or a disable removes torque now, it does not ramp).
 - FAULTED: a linear ramp from the command at the fault to zero, reaching zero
   ``fault_ramp_time`` s of control-clock time after the fault. :class:`SafetyLimits` guarantees
-  max_torque / fault_ramp_time <= max_torque_rate, so the ramp never breaks the slew limit. The
-  ramp keeps the start and length it had at the fault when the limits change (a lower
-  max_torque still clamps it at once). A clock anomaly has no time to ramp on: that fault zeroes
-  the command at once.
+  max_torque / fault_ramp_time <= max_torque_rate, so the ramp never breaks the slew limit in
+  force at the fault. Limits changed during the ramp change neither its length nor its slope (a
+  max_torque_rate lowered since does not slow it down); a lower max_torque still clamps it at
+  once. A clock anomaly has no time to ramp on: that fault zeroes the command at once.
 - ENABLED: desired torque → clamp to ±max_torque → range-of-motion gate → velocity gate →
   slew-rate limit against the previous command → clamp again (the hard limit; it acts only if
   max_torque was lowered since the previous step) → range-of-motion cut. Enabling starts from zero

@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-import yaml
 from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import (
@@ -28,9 +27,10 @@ from rclpy.qos import (
 )
 from rclpy.serialization import deserialize_message, serialize_message
 from rosbags.interfaces import Qos
-from rosbags.rosbag2 import Reader, ReaderError
+from rosbags.rosbag2 import Reader
 
 from emg_msk_ros.io.bag_record import INFINITE, BagError
+from emg_msk_ros.io.session_bag import UNREADABLE_BAG
 from emg_msk_ros.io.typestore import typestore
 
 
@@ -40,7 +40,7 @@ def _open_reader(path: Path) -> Reader:
     reader = Reader(path)
     try:
         reader.open()
-    except (ReaderError, yaml.YAMLError) as exc:  # truncated or corrupt files
+    except UNREADABLE_BAG as exc:
         raise BagError(f"{path}: cannot read the bag: {exc}") from exc
     return reader
 
@@ -72,8 +72,11 @@ def read_topics(path: str | Path, topics: Iterable[str]) -> dict[str, list[tuple
                 raise BagError(f"{path}: topic {conn.topic} has message type {conn.msgtype}, "
                                "unknown to the type store")
         out: dict[str, list[tuple[int, object]]] = {conn.topic: [] for conn in conns}
-        for conn, log_ns, raw in reader.messages(connections=conns):
-            out[conn.topic].append((log_ns, store.deserialize_cdr(raw, conn.msgtype)))
+        try:
+            for conn, log_ns, raw in reader.messages(connections=conns):
+                out[conn.topic].append((log_ns, store.deserialize_cdr(raw, conn.msgtype)))
+        except UNREADABLE_BAG as exc:
+            raise BagError(f"{path}: cannot read the bag: {exc}") from exc
         return out
     finally:
         reader.close()

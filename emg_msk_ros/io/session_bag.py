@@ -21,6 +21,7 @@ import numpy as np
 import yaml
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer
+from rosbags.serde import SerdeError
 
 from emg_msk_ros import __version__
 from emg_msk_ros.io.recording import Recording
@@ -53,6 +54,10 @@ def qos(sensor_data: bool) -> Qos:
         liveliness_lease_duration=_NEVER,
         avoid_ros_namespace_conventions=False,
     )
+
+
+# What rosbags (and the YAML inside) raise on a truncated or corrupt bag file.
+UNREADABLE_BAG = (ReaderError, SerdeError, UnicodeDecodeError, yaml.YAMLError)
 
 
 class SessionError(ValueError):
@@ -200,7 +205,7 @@ def read_recording(path: str | Path) -> Recording:
                 raise SessionError(f"{path}: {TOPIC_METADATA} is not a {SCHEMA} document")
             emg = _read_emg(reader, conns[TOPIC_EMG], document, path)
             kin = _read_kinematics(reader, conns, document)
-    except (ReaderError, yaml.YAMLError) as exc:  # truncated or corrupt files
+    except UNREADABLE_BAG as exc:
         raise SessionError(f"{path}: cannot read the bag: {exc}") from exc
     return Recording(
         emg=emg,

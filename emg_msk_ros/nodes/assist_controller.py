@@ -32,6 +32,7 @@ from geometry_msgs.msg import WrenchStamped
 from rcl_interfaces.msg import (FloatingPointRange, ParameterDescriptor, ParameterType,
                                 SetParametersResult)
 from rclpy.clock import Clock, ClockType
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.experimental import EventsExecutor
 from rclpy.node import Node
@@ -357,7 +358,7 @@ def main(args: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         node = AssistControllerNode()
-    except ValueError as exc:  # a refused parameter: say which, like the other nodes
+    except (ValueError, ParameterException) as exc:  # a refused parameter: say which
         print(f"error: {exc}", flush=True)
         rclpy.try_shutdown()
         raise SystemExit(1) from None

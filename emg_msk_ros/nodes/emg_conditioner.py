@@ -11,7 +11,10 @@ A stream whose channels or sample rate differ from the model's is refused (ERROR
 unplugged electrode, or one whose samples are all invalid and held: see ``quality`` in the
 conditioning settings), its envelope would be a made-up constant, so nothing is published and
 the status is ERROR: the estimate goes stale and the assist controller's watchdog takes the
-torque to zero. Publishing resumes with the first chunk after every channel has signal again.
+torque to zero. Publishing resumes with the first chunk after every channel has signal again;
+a jump in the stream restarts the filters but keeps that verdict. The first quality window of a
+stream (``quality.window_s``, 0.25 s) is published before it is judged; the shipped models'
+windows are 0.7 s, so none of their estimates comes from it alone.
 
 Envelope sample ``k`` is taken at raw sample ``k · decimation``; its stamp is that raw sample's
 acquisition time, and ``first_sample_index`` counts envelope samples.
@@ -142,9 +145,9 @@ class EmgConditioner(Node):
             self.health.fail(f"withholding emg/envelope: flat signal on channel(s) "
                              f"{', '.join(flat)} (electrode off or dead?)")
             return
-        if self.health.error and self.health.error.startswith("withholding"):
+        if self.health.error is not None:  # every check above is made again on each chunk
             self.health.error = None
-            self.get_logger().info("every channel has signal again: emg/envelope resumed")
+            self.get_logger().info("emg/raw is usable again: emg/envelope resumed")
         if out.excitation.shape[0]:
             self._publish(msg, out)
 

@@ -210,24 +210,33 @@ class MskEstimator(Node):
             values["inference p99 (ms)"] = f"{np.percentile(times, 99):.3f}"
         return values
 
-    def _accept(self, msg: EmgArray) -> bool:
+    def _accept(self, msg: EmgArray) -> np.ndarray | None:
+        """The chunk's excitation (samples, channels), or None when it is refused (ERROR)."""
         est = self.estimator
         if msg.unit != EmgArray.UNIT_EXCITATION:
             self.health.fail(f"refusing emg/envelope: unit {msg.unit} is not UNIT_EXCITATION")
-            return False
+            return None
         try:
             est.check_channels(msg.channel_names)
         except ModelError as exc:
             self.health.fail(f"refusing emg/envelope: {exc}")
-            return False
+            return None
         if abs(msg.sample_rate - est.model_rate) > 1e-6 * est.model_rate:
             self.health.fail(f"refusing emg/envelope at {msg.sample_rate:g} Hz: model "
                              f"{est.path} runs at {est.model_rate:g} Hz")
-            return False
+            return None
+        data = chunk_values(msg, len(est.channel_names), self.health)
+        if data is None:
+            return None
+        if not np.isfinite(data).all():  # the conditioner never sends these; another source may
+            self.health.note(f"chunk at sample {msg.first_sample_index} holds NaN/Inf")
+            self.health.fail("refusing emg/envelope: NaN/Inf excitation; no estimate until "
+                             "finite data returns")
+            return None
         if self.health.error is not None:
-            self.get_logger().info("emg/envelope matches the model again; estimating")
+            self.get_logger().info("emg/envelope is usable again; estimating")
         self.health.error = None
-        return True
+        return data
 
     def _align(self, first: int, count: int) -> int:
         """Handle a jump in the envelope index; return how many leading samples to skip."""
@@ -257,17 +266,9 @@ class MskEstimator(Node):
     def on_envelope(self, msg: EmgArray) -> None:
         """Push each new excitation sample; once the window is full, estimate for each."""
         self.health.input(TOPIC_ENVELOPE)
-        if not self._accept(msg):
-            return
-        data = chunk_values(msg, len(self.estimator.channel_names), self.health)
+        data = self._accept(msg)
         if data is None:
             return
-        if not np.isfinite(data).all():  # the conditioner never sends these; another source may
-            self.health.fail(f"refusing emg/envelope: NaN/Inf excitation in the chunk at sample "
-                             f"{msg.first_sample_index}; no estimate until finite data returns")
-            return
-        if self.health.error and self.health.error.startswith("refusing emg/envelope: NaN"):
-            self.health.error = None
         skip = self._align(msg.first_sample_index, msg.num_samples)
         stamp0 = stamp_ns(msg.header.stamp)
         period_ns = 1e9 / msg.sample_rate

@@ -168,8 +168,8 @@ def compute_calibration(emg: np.ndarray, sample_rate: float, channel_names: Sequ
     """
     seconds = np.asarray(emg).shape[0] / sample_rate
     if seconds < MIN_CALIBRATION_S:
-        raise ConfigError(f"the calibration recording lasts {seconds:.3g} s; at least "
-                          f"{MIN_CALIBRATION_S:g} s of EMG is needed")
+        raise ConfigError(f"{source or 'the calibration recording'}: {seconds:.3g} s of EMG; "
+                          f"a calibration needs at least {MIN_CALIBRATION_S:g} s")
     conditioner = Conditioner(settings, sample_rate, list(channel_names), unnormalised=True)
     out = conditioner.process(emg, 0)
     percentile = settings.normalisation.percentile

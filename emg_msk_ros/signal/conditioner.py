@@ -193,6 +193,7 @@ class Conditioner:
     def reset(self) -> None:
         """Start a new stream: filter state, sample index, quality flags, running peak."""
         self._scale.reset()
+        self._quality.reset()
         self._last_valid = np.zeros(len(self.channel_names))
         self._restart(0)
         self._started = False
@@ -201,7 +202,7 @@ class Conditioner:
         self._next_index = index
         self._fresh = True  # filters are set to steady state on the next sample
         self._deferred: list[np.ndarray] = []  # raw chunks (channels, samples) not yet checked
-        self._quality.reset()
+        self._quality.restart()
         self._last_output = np.zeros(len(self.channel_names))
         self._bad_pending = np.zeros(len(self.channel_names), dtype=bool)
         self._bad_pending_any = False

@@ -62,8 +62,7 @@ class QualityMonitor:
 
     def reset(self) -> None:
         """Forget the partial window, the flags and the counts."""
-        self._buffer = np.empty((len(self.channel_names), self.window))  # the partial window
-        self._filled = 0
+        self.restart()
         self.flat[:] = False
         self.saturated[:] = False
         self.flat_windows[:] = 0
@@ -71,6 +70,12 @@ class QualityMonitor:
         self.windows = 0
         self.flat_names: tuple[str, ...] = ()
         self.saturated_names: tuple[str, ...] = ()
+
+    def restart(self) -> None:
+        """Forget the partial window only (the stream jumped): the flags and counts stand until
+        the next whole window is judged, so a dead channel stays flagged across the jump."""
+        self._buffer = np.empty((len(self.channel_names), self.window))  # the partial window
+        self._filled = 0
 
     def _evaluate(self, window: np.ndarray) -> None:
         flat, saturated = window_flags(window, self.settings, self.run_samples)
