@@ -208,19 +208,19 @@ def _refuse_non_finite(values: np.ndarray, times: np.ndarray, what: str, name: s
                     "around such stretches (training and evaluation need finite data)")
 
 
-def _check_finite(recording: Recording, columns: list[int], name: str) -> None:
-    """DataError for NaN/Inf in the EMG channels used or in the labels: the live conditioner
-    bridges short bursts, but training and scoring on bridged samples would hide them."""
-    emg = recording.emg[:, columns]
-    bad_channels = [recording.channel_names[c] for c, ok in
-                    zip(columns, np.isfinite(emg).all(axis=0)) if not ok]
-    if bad_channels:
-        times = recording.start_time + np.arange(len(emg)) / recording.sample_rate
-        _refuse_non_finite(emg, times, f"EMG channel(s) {', '.join(bad_channels)} are", name)
+def _check_finite(emg: Recording, labels: Recording, name: str) -> None:
+    """DataError for NaN/Inf in the EMG (the recording reduced to the channels used) or in the
+    labels: the live conditioner bridges short bursts, but training and scoring on bridged
+    samples would hide them."""
+    bad = ~np.isfinite(emg.emg).all(axis=0)
+    if bad.any():
+        names = ", ".join(n for n, b in zip(emg.channel_names, bad) if b)
+        times = emg.start_time + np.arange(len(emg.emg)) / emg.sample_rate
+        _refuse_non_finite(emg.emg[:, bad], times, f"EMG channel(s) {names} are", name)
     for label in ("angle", "force", "moment"):
-        values = getattr(recording, label)
+        values = getattr(labels, label)
         if values is not None:
-            _refuse_non_finite(values, recording.kin_time, f"the {label} labels are", name)
+            _refuse_non_finite(values, labels.kin_time, f"the {label} labels are", name)
 
 
 def make_trial(recording: Recording, preset: Preset, settings: ConditioningSettings,
@@ -236,9 +236,9 @@ def make_trial(recording: Recording, preset: Preset, settings: ConditioningSetti
         raise DataError(f"{name}: joint {recording.joint_name!r} differs from preset "
                         f"{preset.name!r}'s joint {preset.joint.name!r}")
     force_columns = _muscle_columns(recording, preset, name)
-    _check_finite(recording, channel_columns(recording, preset.channel_names, name), name)
-    excitation, time = condition_recording(select_channels(recording, preset, name), settings,
-                                           calibration)
+    selected = select_channels(recording, preset, name)
+    _check_finite(selected, recording, name)
+    excitation, time = condition_recording(selected, settings, calibration)
     dt = 1.0 / settings.output_rate_hz
     angle = force = moment = None
     if recording.angle is None:
