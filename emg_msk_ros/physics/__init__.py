@@ -39,6 +39,8 @@ Public API (stable; the learning code builds on it):
     CEINMS-style identification), ``CalibrationBounds``, ``CalibrationResult``.
 ``motions`` — ``simulate_motion``, ``MotionSettings`` (regime slow|fast|mixed, max_speed).
 ``synth_emg`` — ``synthesize_emg``, ``EmgSynthSettings``.
+``encoder`` — ``EncoderSettings``, ``JointEncoder`` (one reading at a time),
+    ``measure_trajectory``: the exoskeleton's joint sensor (rate, quantisation, noise).
 ``simulate`` — ``simulate_session(preset, duration, seed, ...) -> Recording`` and the
     ``emg-msk simulate`` command; ``osim_import`` — ``emg-msk import-osim``.
 """
