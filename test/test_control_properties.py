@@ -2,30 +2,39 @@
 
 A :class:`Harness` drives an :class:`AssistController` with operations (time advancing, forwards,
 not at all or backwards; estimates, muscle states and measured joint states carrying NaN, Inf,
-huge values and stamps that go backwards; enable, disable, e-stop, reset; new limits, tighter or
-looser) and steps it after every operation. After every step it checks, against its own small model of the inputs:
+huge values and stamps that go backwards, positions near and past the range ends; enable,
+disable, e-stop, reset; new limits, tighter or looser, range ends moved) and steps it after every
+operation. After every step, in every state, it checks against its own small model of the
+inputs:
 
-- the command is finite and |command| <= max_torque;
-- zero while DISABLED or ESTOP;
-- |Δcommand| <= max_torque_rate · dt (during a fault ramp, the rate in force at the fault),
-  except that entering DISABLED or ESTOP, a clock that goes backwards and reaching a range end
-  (for torque toward it) zero it at once, and a lowered max_torque clamps it at once;
-- after a fault the command shrinks toward zero and is zero fault_ramp_time (as it was at the
-  fault, whatever the limits became since) after the fault;
-- new limits are refused exactly when they relax one while ENABLED;
-- near a range end or above max_velocity it never grows in the gated direction, and at or past
-  the end it does not push toward it;
-- the state changes only along the allowed transitions, enable is accepted exactly when the
-  required inputs are fresh and nothing is latched, and a stale input never stays ENABLED.
+1. the command is finite and |command| <= max_torque in force;
+2. zero while DISABLED or ESTOP;
+3. |Δcommand| <= max_torque_rate · dt (during a fault ramp, the rate in force at the fault),
+   except that entering DISABLED or ESTOP, a clock that goes backwards and reaching a range end
+   (for torque toward it) zero it at once, and a lowered max_torque clamps it at once;
+4. during a fault ramp the envelope never rises: |command| <= the previous command, the same
+   sign, and <= |command at the fault| · (1 - elapsed / fault_ramp_time at the fault); it is zero
+   fault_ramp_time after the fault, whatever the limits became since;
+5. new limits are refused exactly when they relax one in any state but DISABLED;
+6. near a range end or above max_velocity (along the motion) the command never grows in the
+   gated direction, and at or past an end it does not push toward it (ENABLED and FAULTED);
+7. the state changes only along the allowed transitions, enable is accepted exactly when the
+   required inputs are fresh and nothing is latched, a stale input never stays ENABLED, and a
+   reset at a refused time (clock anomaly) never clears a latch.
 
-Two tests use it: operation lists drawn by hypothesis (fine shrinking, up to ~80 operations) and
+Three tests use it: operation lists drawn by hypothesis (fine shrinking, up to ~80 operations),
 long seeded streams (thousands of operations) whose scenario, anomaly rates and length hypothesis
-draws (shrinking shortens the stream).
+draws (shrinking shortens the stream), and seeded fault episodes (assist at full torque, then a
+fault, then limit changes, positions near and past the ends, fast motion, clock anomalies,
+e-stops and resets during the ramp). ``SAFETY_EXAMPLES`` (environment) multiplies the number of
+examples of each, for long soak runs.
 """
 
 from __future__ import annotations
 
 import math
+import os
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,6 +55,7 @@ SPECIALS = (math.nan, math.inf, -math.inf, 1e308, -1e308, 1e200)
 RANGES = {"position": (-1.5, 3.5), "velocity": (-12.0, 12.0), "torque": (-150.0, 150.0),
           "activation": (0.0, 1.0)}
 TOL = 1e-9
+SCALE = int(os.environ.get("SAFETY_EXAMPLES", "1"))  # example-count multiplier for soak runs
 
 
 @dataclass(frozen=True)
@@ -60,7 +70,8 @@ class Scenario:
 class Op:
     kind: str  # advance | estimate | muscles | measured | enable | disable | estop | reset | limits
     dt: float = 0.0  # advance: s; input ops: the stamp step (s)
-    values: tuple = ()  # input ops: one tuple per field; limits: factors (SCALED order)
+    values: tuple = ()  # input ops: one tuple per field; limits: factors (SCALED order), then
+    #                     shifts (rad) of position_min and position_max
     engaged: bool = False  # estop
 
 
@@ -69,6 +80,7 @@ FIELDS = {"estimate": ("position", "velocity", "torque"), "muscles": ("activatio
 INPUT_NAME = {"estimate": ESTIMATE, "muscles": MUSCLES, "measured": MEASURED}
 SCALED = ("max_torque", "max_torque_rate", "fault_ramp_time", "range_margin")  # limits ops
 FACTORS = (0.5, 1.0, 2.0)
+SHIFTS = (-0.1, 0.0, 0.1)  # rad, moves of the range ends in limits ops
 ALLOWED = {  # (before, after) -> operations that may cause it; None: any operation or a step
     (State.DISABLED, State.ENABLED): {"enable"},
     (State.ENABLED, State.DISABLED): {"disable"},
@@ -101,9 +113,12 @@ class Harness:
         self.reference = np.zeros(len(JOINTS))  # the command the next step is limited against
         self.last_step_clock = -math.inf
         self.fault_step_clock: float | None = None
+        self.ramp_from = np.zeros(len(JOINTS))  # the command at the latest fault (N·m)
+        self.fault_clock = 0.0
         self.state = State.DISABLED
         self.counts = {state: 0 for state in State}
         self.faults: list[str] = []
+        self.events: Counter[str] = Counter()  # what the checks met, for the coverage tests
 
     # -- the model -------------------------------------------------------------------------
 
@@ -112,6 +127,7 @@ class Harness:
         self.clock = max(self.clock, self.now)
         if not accepted:  # a clock anomaly faults with zero torque at once
             self.reference = np.zeros(len(JOINTS))
+            self.ramp_from = np.zeros(len(JOINTS))
         return accepted
 
     def fresh(self, name: str) -> bool:
@@ -128,6 +144,9 @@ class Harness:
             if new is State.FAULTED:
                 self.faults.append(self.controller.safety.fault_reason)
                 self.fault_limits = self.limits
+                self.ramp_from = np.clip(self.reference, -self.limits.max_torque,
+                                         self.limits.max_torque)
+                self.fault_clock = self.clock
             else:
                 self.fault_step_clock = None
         self.state = new
@@ -167,27 +186,33 @@ class Harness:
             base = self.initial_limits
             values = {name: np.atleast_1d(getattr(base, name)) * factor
                       for name, factor in zip(SCALED, op.values)}
+            shifts = op.values[len(SCALED):] or (0.0, 0.0)
+            values["position_min"] = base.position_min + shifts[0]
+            values["position_max"] = base.position_max + shifts[1]
             try:
                 new = SafetyLimits.from_values(
                     {**{n: v.tolist() if v.size > 1 else float(v[0]) for n, v in values.items()},
-                     **{name: getattr(base, name).tolist() for name in
-                        ("position_min", "position_max", "max_velocity")},
+                     "max_velocity": base.max_velocity.tolist(),
                      "watchdog_timeout": base.watchdog_timeout,
                      "control_rate": base.control_rate}, len(JOINTS))
             except LimitError:  # an inconsistent draw: nothing to apply
                 new = None
             if new is not None:
-                relaxed = loosened(self.limits, new) if self.state is State.ENABLED else []
+                relaxed = loosened(self.limits, new) if self.state is not State.DISABLED else []
                 reason = c.set_limits(new)
                 assert (reason is None) == (not relaxed), (reason, relaxed)
+                self.events[f"limits {'refused' if reason else 'accepted'} "
+                            f"while {self.state.name}"] += 1
                 if reason is None:
                     self.limits = new
         elif op.kind == "reset":
-            self._tick()
+            clock_ok = self._tick()
             before = self.state
             ok, reason = c.reset_fault(self.now)
             if before is State.ESTOP and self.estop:
                 assert not ok, reason
+            if not clock_ok:
+                assert not ok and c.safety.state in (State.FAULTED, State.ESTOP), reason
             if ok and before in (State.FAULTED, State.ESTOP):
                 assert np.all(self.reference == 0.0), "reset before the ramp reached zero"
                 self.last_stamp.clear()
@@ -236,32 +261,39 @@ class Harness:
             rate = (self.fault_limits if self.state is State.FAULTED else lim).max_torque_rate
             slewed = np.abs(u - ref) <= rate * dt + TOL * (1 + np.abs(ref))
             slewed |= np.abs(ref) > lim.max_torque  # max_torque lowered: clamped at once
-            if self.state is State.ENABLED:
+            if self._gate() is not None:
                 at_high, at_low = self._at_ends()
                 slewed |= (u == 0.0) & ((at_high & (ref > 0)) | (at_low & (ref < 0)))
             assert np.all(slewed)
         if self.state is State.FAULTED:
             if self.fault_step_clock is None:
                 self.fault_step_clock = self.clock
-            assert np.all(np.abs(u) <= np.abs(ref) + TOL) and np.all(u * ref >= 0.0)
+            assert np.all(np.abs(u) <= np.abs(ref) + TOL) and np.all(u * ref >= 0.0), \
+                "the fault ramp rose"
+            left = max(0.0, 1.0 - (self.clock - self.fault_clock)
+                       / self.fault_limits.fault_ramp_time)
+            assert np.all(np.abs(u) <= np.abs(self.ramp_from) * left + TOL), \
+                "above the ramp from the fault"
             if self.clock - self.fault_step_clock >= self.fault_limits.fault_ramp_time:
                 assert np.all(u == 0.0), "fault ramp did not reach zero in fault_ramp_time"
         if self.state is State.ENABLED:
-            self._check_enabled(u, ref)
+            watched = self.required | self.armed
+            assert all(self.fresh(n) for n in watched), "ENABLED with a stale input"
+        if self.state in (State.ENABLED, State.FAULTED) and self._gate() is not None:
+            self._check_gates(u, ref)
         self.reference = u.copy()
 
-    def _gate(self) -> dict[str, np.ndarray]:
-        """The position and velocity the gates use: measured when fresh, else the estimate."""
-        return self.latest[MEASURED if self.fresh(MEASURED) else ESTIMATE]
+    def _gate(self) -> dict[str, np.ndarray] | None:
+        """The position and velocity the gates use: measured when fresh, else the estimate
+        (None before either arrived)."""
+        return self.latest.get(MEASURED if self.fresh(MEASURED) else ESTIMATE)
 
     def _at_ends(self) -> tuple[np.ndarray, np.ndarray]:
         position = self._gate()["position"]
         return position >= self.limits.position_max, position <= self.limits.position_min
 
-    def _check_enabled(self, u: np.ndarray, ref: np.ndarray) -> None:
+    def _check_gates(self, u: np.ndarray, ref: np.ndarray) -> None:
         lim = self.limits
-        watched = self.required | self.armed
-        assert all(self.fresh(n) for n in watched), "ENABLED with a stale input"
         gate = self._gate()
         position, velocity = gate["position"], gate["velocity"]
         up = np.maximum(ref, 0.0) + TOL
@@ -274,7 +306,11 @@ class Harness:
         assert np.all(u[no_more_positive] <= up[no_more_positive])
         assert np.all(u[no_more_negative] >= down[no_more_negative])
         at_high, at_low = self._at_ends()
-        assert np.all(u[at_high] <= 0.0) and np.all(u[at_low] >= 0.0), "pushing past an end"
+        assert np.all(u[at_high] <= 0.0) and np.all(u[at_low] >= 0.0), \
+            f"pushing past an end while {self.state.name}"
+        toward = (at_high & (ref > 0)) | (at_low & (ref < 0))
+        self.events[f"{self.state.name} at an end pushing toward it"] += int(toward.any())
+        self.events[f"{self.state.name} fast"] += int(fast.any() and np.any(ref != 0.0))
 
 
 # -- hypothesis: operation lists ---------------------------------------------------------------
@@ -303,7 +339,8 @@ OPS = st.one_of(
     _advance(), _advance(), _input_op("estimate"), _input_op("estimate"), _input_op("muscles"),
     _input_op("measured"), st.just(Op("enable")), st.just(Op("enable")), st.just(Op("disable")),
     st.booleans().map(lambda e: Op("estop", engaged=e)), st.just(Op("reset")),
-    st.tuples(*[st.sampled_from(FACTORS)] * len(SCALED)).map(lambda f: Op("limits", values=f)),
+    st.tuples(*[st.sampled_from(FACTORS)] * len(SCALED), *[st.sampled_from(SHIFTS)] * 2)
+    .map(lambda f: Op("limits", values=f)),
 )
 
 
@@ -323,7 +360,7 @@ def scenarios(draw) -> Scenario:
                     draw(st.sampled_from([0.0, 0.01, 0.1])))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios(), st.lists(OPS, min_size=1, max_size=80))
 def test_every_step_respects_the_limits_for_drawn_operations(scenario, ops):
     harness = Harness(scenario)
@@ -333,13 +370,43 @@ def test_every_step_respects_the_limits_for_drawn_operations(scenario, ops):
 
 # -- hypothesis: long seeded streams -----------------------------------------------------------
 
-def random_ops(rng: np.random.Generator, n: int, anomaly: float, period: float):
+def _input_values(rng: np.random.Generator, kind: str, anomaly: float,
+                  ends: tuple[float, float]) -> tuple:
+    """Values of one input op: ordinary ranges, a third of the positions within 0.3 rad of a
+    range end (either side), and special values with probability ``anomaly`` / 4 each."""
+    n_values = N_MUSCLES if kind == "muscles" else len(JOINTS)
+    values = []
+    for field in FIELDS[kind]:
+        v = rng.uniform(*RANGES[field], size=n_values)
+        if field == "position":
+            near = rng.random(n_values) < 1 / 3
+            v[near] = rng.choice(ends, size=int(near.sum())) + rng.uniform(-0.3, 0.3,
+                                                                           int(near.sum()))
+        special = rng.random(n_values) < anomaly / 4
+        v[special] = rng.choice(SPECIALS, size=int(special.sum()))
+        values.append(tuple(v))
+    return tuple(values)
+
+
+def _limits_op(rng: np.random.Generator) -> Op:
+    return Op("limits", values=tuple(rng.choice(FACTORS, size=len(SCALED)).tolist()
+                                     + rng.choice(SHIFTS, size=2).tolist()))
+
+
+def _ends(scenario: Scenario) -> tuple[float, float]:
+    limits = SafetyLimits.from_values(scenario.limits, len(JOINTS))
+    return float(limits.position_min[0]), float(limits.position_max[0])
+
+
+def random_ops(rng: np.random.Generator, n: int, anomaly: float, period: float,
+               ends: tuple[float, float]):
     """A stream of ``n`` operations that looks like a live session with faults mixed in:
     ``anomaly`` is the probability of each kind of trouble (special value, stamp or clock going
-    backwards, stall, e-stop); ``period`` the typical time step (s)."""
+    backwards, stall, e-stop); ``period`` the typical time step (s); ``ends`` the range ends
+    (rad) that positions crowd around."""
     kinds = ["advance", "estimate", "muscles", "measured", "enable", "disable", "estop", "reset",
              "limits"]
-    weights = np.array([30, 25, 12, 12, 6, 2, 2, 4, 1], dtype=float)
+    weights = np.array([30, 25, 12, 12, 6, 2, 2, 4, 3], dtype=float)
     for kind in rng.choice(kinds, size=n, p=weights / weights.sum()):
         if kind == "advance":
             r = rng.random()
@@ -348,30 +415,75 @@ def random_ops(rng: np.random.Generator, n: int, anomaly: float, period: float):
                   else rng.uniform(0.2, 1.8) * period)
             yield Op("advance", dt)
         elif kind in FIELDS:
-            n_values = N_MUSCLES if kind == "muscles" else len(JOINTS)
-            values = []
-            for field in FIELDS[kind]:
-                v = rng.uniform(*RANGES[field], size=n_values)
-                special = rng.random(n_values) < anomaly / 4
-                v[special] = rng.choice(SPECIALS, size=int(special.sum()))
-                values.append(tuple(v))
             dt = -rng.uniform(0, 0.05) if rng.random() < anomaly else rng.uniform(0.2, 1.8) * period
-            yield Op(kind, dt, tuple(values))
+            yield Op(kind, dt, _input_values(rng, kind, anomaly, ends))
         elif kind == "estop":
             yield Op("estop", engaged=bool(rng.random() < anomaly * 5))
         elif kind == "limits":
-            yield Op("limits", values=tuple(rng.choice(FACTORS, size=len(SCALED)).tolist()))
+            yield _limits_op(rng)
         else:
             yield Op(kind)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios(), st.integers(0, 2**32 - 1), st.integers(1, 4000),
        st.sampled_from([0.0, 0.002, 0.01, 0.05]))
 def test_every_step_respects_the_limits_over_long_streams(scenario, seed, n_ops, anomaly):
     harness = Harness(scenario)
     period = 1.0 / scenario.limits["control_rate"]
-    for op in random_ops(np.random.default_rng(seed), n_ops, anomaly, period):
+    for op in random_ops(np.random.default_rng(seed), n_ops, anomaly, period, _ends(scenario)):
+        harness.apply(op)
+
+
+# -- seeded fault episodes: what happens during a ramp -----------------------------------------
+
+def fault_episodes(rng: np.random.Generator, n: int, period: float, ends: tuple[float, float]):
+    """``n`` episodes of: clear any latch, assist with fresh inputs (the torque input near the
+    law's largest), then a fault (the estimate stops, turns non-finite, or the clock steps
+    back), then the ramp under a mix of limit changes, positions near and past the range ends,
+    fast motion, clock anomalies, e-stops, resets and enable requests."""
+    def feed(kinds=("estimate", "measured", "muscles"), anomaly=0.0):
+        yield Op("advance", rng.uniform(0.5, 1.5) * period)
+        for kind in kinds:
+            yield Op(kind, rng.uniform(0.5, 1.5) * period,
+                     _input_values(rng, kind, anomaly, ends))
+
+    for _ in range(n):
+        yield from (Op("estop", engaged=False), Op("advance", 1.0), Op("reset"))
+        for _ in range(3):
+            yield from feed()
+        yield Op("enable")
+        for _ in range(rng.integers(5, 60)):
+            yield from feed()
+        trigger = rng.integers(3)
+        if trigger == 1:
+            yield from feed(anomaly=4.0)  # every value special: a non-finite input
+        elif trigger == 2:
+            yield Op("advance", -rng.uniform(0.001, 0.05))
+        for _ in range(rng.integers(10, 120)):
+            r = rng.random()
+            if r < 0.5:
+                yield from feed(("measured",))
+            elif r < 0.7:
+                yield _limits_op(rng)
+            elif r < 0.8:
+                yield Op("advance", rng.uniform(0.5, 3.0) * period)
+            elif r < 0.85:
+                yield Op("advance", -rng.uniform(0.0, 0.02))
+            elif r < 0.9:
+                yield Op("reset")
+            elif r < 0.95:
+                yield Op("enable")
+            else:
+                yield Op("estop", engaged=bool(rng.random() < 0.5))
+
+
+@settings(max_examples=30 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios(), st.integers(0, 2**32 - 1), st.integers(1, 12))
+def test_every_step_respects_the_limits_during_fault_ramps(scenario, seed, n_episodes):
+    harness = Harness(scenario)
+    period = 1.0 / scenario.limits["control_rate"]
+    for op in fault_episodes(np.random.default_rng(seed), n_episodes, period, _ends(scenario)):
         harness.apply(op)
 
 
@@ -379,8 +491,24 @@ def test_long_streams_reach_every_state():
     """The streams above are not vacuous: a typical one spends time in every state."""
     scenario = Scenario("moment_fraction", {}, False, 0.01)
     harness = Harness(scenario)
-    for op in random_ops(np.random.default_rng(0), 8000, 0.005, 0.005):
+    for op in random_ops(np.random.default_rng(0), 8000, 0.005, 0.005, _ends(scenario)):
         harness.apply(op)
     assert all(count > 50 for count in harness.counts.values()), harness.counts
     for kind in ("watchdog", "non-finite msk/joint_states", "backwards"):
+        assert any(kind in reason for reason in harness.faults), (kind, set(harness.faults))
+
+
+def test_fault_episodes_exercise_the_ramp():
+    """The episodes are not vacuous: they fault often, and ramps meet limit changes (some
+    refused), positions past the range ends and fast motion."""
+    scenario = Scenario("moment_fraction", {"max_torque": 20.0, "max_torque_rate": 200.0}, False,
+                        0.0)
+    harness = Harness(scenario)
+    for op in fault_episodes(np.random.default_rng(1), 30, 0.005, _ends(scenario)):
+        harness.apply(op)
+    assert len(harness.faults) >= 20 and harness.counts[State.FAULTED] > 300, harness.counts
+    for event in ("limits refused while FAULTED", "limits accepted while FAULTED",
+                  "FAULTED at an end pushing toward it", "FAULTED fast"):
+        assert harness.events[event] >= 3, (event, harness.events)
+    for kind in ("watchdog", "non-finite", "backwards"):
         assert any(kind in reason for reason in harness.faults), (kind, set(harness.faults))

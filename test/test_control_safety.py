@@ -186,7 +186,8 @@ def test_clock_going_backwards_latches_a_fault_and_zeroes_at_once():
     outs = rig.run(0.5)
     assert outs[0].safety.state is State.FAULTED and "backwards" in outs[0].safety.fault_reason
     assert all(o.command[0] == 0.0 for o in outs)
-    assert rig.c.reset_fault(rig.t)[0] is True  # nothing left to ramp
+    assert rig.c.reset_fault(rig.t)[0] is False  # a reset at a refused time cannot clear it
+    assert rig.c.reset_fault(rig.t + 1.0)[0] is True  # nothing left to ramp
     for now in (math.nan, math.inf):
         rig = assisting()
         out = rig.c.step(now)
@@ -280,17 +281,23 @@ def test_limits_cannot_be_relaxed_while_enabled_but_can_be_tightened():
 
 
 def test_changing_limits_during_a_fault_neither_restarts_nor_stretches_the_ramp():
-    for change in ({}, {"fault_ramp_time": 2.0, "max_torque_rate": 1000.0}):
+    """Tighter limits are accepted during a ramp and leave its length alone; looser ones (a
+    longer ramp, a faster slew) are refused until the fault is reset."""
+    for change, accepted in (({}, True), ({"fault_ramp_time": 0.1, "max_torque_rate": 100.0}, True),
+                             ({"fault_ramp_time": 2.0, "max_torque_rate": 1000.0}, False)):
         rig = assisting()
         rig.c.fault("test")
         zero_at = None
         for k in range(200):
             if k % 10 == 0:  # a limit change every 50 ms
-                assert rig.c.set_limits(SafetyLimits.from_values(change, 1)) is None
+                reason = rig.c.set_limits(SafetyLimits.from_values(change, 1))
+                assert (reason is None) == accepted, (change, reason)
             out = rig.run(DT)[0]
             if zero_at is None and out.command[0] == 0.0:
                 zero_at = (k + 1) * DT
-        assert zero_at <= rig.limits.fault_ramp_time + 1e-9, change
+        assert rig.limits.fault_ramp_time - 2 * DT < zero_at <= rig.limits.fault_ramp_time + 1e-9
+        if not accepted:
+            assert "while faulted" in reason and "fault_ramp_time 0.25 -> 2" in reason
     rig = assisting()
     rig.c.fault("test")
     rig.run(0.05)
@@ -351,3 +358,85 @@ def test_smoothing_follows_elapsed_time_not_the_number_of_steps():
     one_step = coarse.c.step(0.005).desired_torque[0]
     assert one_step == pytest.approx(torque * 0.005 / (tau + 0.005))
     assert last == pytest.approx(one_step, rel=0.05)
+
+
+# -- issue 21: the fault ramp must never raise the torque nor push past a range end ----------
+
+def _issue21_controller(measured: bool) -> AssistController:
+    """The issue's set-up: one joint, moment_fraction gain 0.3, no smoothing, default limits;
+    30 estimates of 30 N·m at 200 Hz (enabled at the first) bring the command to 9 N·m, then
+    the estimates stop."""
+    law, muscles = make_law("moment_fraction", {"moment_gain": 0.3}, ["knee"])
+    c = AssistController(["knee"], law, SafetyLimits.from_values({}, 1), muscles)
+    for i in range(30):
+        t = 0.005 * i
+        if measured:
+            c.update_measured(t, t, [1.0], [0.0])
+        c.update_estimate(t, t, [1.0], [0.0], [30.0])
+        if i == 0:
+            assert c.request_enable(0.0)[0]
+        c.step(t)
+    assert c.step(0.15).command[0] == pytest.approx(9.0)
+    return c
+
+
+def test_issue21_a_raising_max_torque_during_a_fault_ramp_does_not_raise_the_torque():
+    c = _issue21_controller(measured=False)
+    t, ramp = 0.15, []
+    while c.safety.state is not State.FAULTED:
+        t += 0.005
+        ramp.append(c.step(t).command[0])
+    fault_time, at_fault = t, ramp[-1]
+    t += 0.005
+    assert c.step(t).command[0] < at_fault  # the ramp runs
+    lowered = SafetyLimits.from_values({"max_torque": 1.0}, 1)
+    assert c.set_limits(lowered) is None  # tightening is always allowed
+    t += 0.005
+    assert c.step(t).command[0] == 1.0
+    for raised in ({"max_torque": 10.0}, {"max_torque": 0.0}):
+        before = c.safety.limits
+        reason = c.set_limits(SafetyLimits.from_values(raised, 1))
+        if raised["max_torque"] > before.max_torque[0]:
+            assert reason is not None and "max_torque[0]" in reason and "faulted" in reason
+        t += 0.005
+        command = c.step(t).command[0]
+        # never above the ramp from the fault, nor the limit in force, nor the last command
+        ramp_value = at_fault * max(0.0, 1 - (t - fault_time) / c.safety.limits.fault_ramp_time)
+        assert command <= min(ramp_value, c.safety.limits.max_torque[0], 1.0) + 1e-12
+    assert c.safety.limits.max_torque[0] == 0.0
+    assert c.step(t + 0.005).command[0] == 0.0  # after max_torque 0 it stays 0
+    assert c.set_limits(SafetyLimits.from_values({"max_torque": 10.0}, 1)) is not None
+    assert c.step(t + 0.01).command[0] == 0.0
+
+
+def test_issue21_b_a_fault_ramp_stops_pushing_past_a_range_end():
+    c = _issue21_controller(measured=True)
+    t = 0.145
+    for _ in range(11):
+        t += 0.005
+        c.update_measured(t, t, [1.0], [0.0])
+        c.step(t)
+    assert c.safety.state is State.FAULTED and c.safety.command[0] > 8.0
+    t = 0.205
+    c.update_measured(t, t, [1.95], [0.0])  # past position_max = 1.9
+    out = c.step(t)
+    assert out.command[0] == 0.0 and out.safety.range_limited[0]
+    # the ramp does not come back when the joint returns into the range
+    c.update_measured(t + 0.005, t + 0.005, [1.0], [0.0])
+    assert c.step(t + 0.005).command[0] == 0.0
+
+
+def test_issue21_c_reset_with_a_clock_going_backwards_keeps_the_fault_latched():
+    rig = assisting()
+    rig.c.fault("test", immediate=True)
+    rig.run(0.05)
+    ok, reason = rig.c.reset_fault(rig.t - 0.01)
+    assert not ok and "clock went backwards" in reason
+    assert rig.c.safety.state is State.FAULTED
+    # from DISABLED too: the anomaly itself latches a fault that the same call cannot clear
+    rig = Rig()
+    rig.run(0.05)
+    ok, reason = rig.c.reset_fault(rig.t - 0.01)
+    assert not ok and rig.c.safety.state is State.FAULTED
+    assert "clock went backwards" in rig.c.safety.fault_reason
+    assert rig.c.reset_fault(rig.t)[0]  # a sane clock clears it

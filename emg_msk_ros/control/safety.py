@@ -15,9 +15,17 @@ What the command is on each step:
 - FAULTED: a linear ramp from the command at the fault to zero, reaching zero
   ``fault_ramp_time`` s of control-clock time after the fault. :class:`SafetyLimits` guarantees
   max_torque / fault_ramp_time <= max_torque_rate, so the ramp never breaks the slew limit in
-  force at the fault. Limits changed during the ramp change neither its length nor its slope (a
-  max_torque_rate lowered since does not slow it down); a lower max_torque still clamps it at
-  once. A clock anomaly has no time to ramp on: that fault zeroes the command at once.
+  force at the fault. A clock anomaly has no time to ramp on: that fault zeroes the command at
+  once. During the ramp:
+
+  * its envelope never rises: the command's magnitude never exceeds the previous step's, the
+    ramp from the fault, nor max_torque (a lowered max_torque clamps it at once, and limits
+    cannot be loosened again until the fault is reset: see below);
+  * limits changed during the ramp change neither its length nor its slope;
+  * the gates act as when enabled: within range_margin of a range end, or above max_velocity
+    along the motion, a torque toward that end (or along the motion) decays at the slew rate,
+    and at or past the end itself it is cut at once.
+
 - ENABLED: desired torque → clamp to ±max_torque → range-of-motion gate → velocity gate →
   slew-rate limit against the previous command → clamp again (the hard limit; it acts only if
   max_torque was lowered since the previous step) → range-of-motion cut. Enabling starts from zero
@@ -25,9 +33,13 @@ What the command is on each step:
   torque toward that end decays at the slew rate. At or past the end itself such a torque is cut
   at once, whatever the slew limit.
 
+Limits can be tightened in any state but loosened only while DISABLED: never while enabled,
+during a fault ramp or under a latched fault or e-stop.
+
 Every method takes the time ``now`` (s) explicitly; nothing here reads a clock. Time must not go
 backwards: a ``now`` earlier than the latest one seen, or a non-finite one, latches a fault that
-zeroes the command at once, and that call's time is ignored.
+zeroes the command at once, and that call's time is ignored; a reset asked for at such a time is
+refused, so the fault it raised stays latched.
 """
 
 from __future__ import annotations
@@ -131,14 +143,21 @@ class SafetyLayer:
     def advance(self, now: float) -> bool:
         """Move the clock to ``now`` (s). A non-finite or earlier time latches a fault and is
         ignored; returns whether ``now`` was accepted."""
-        if not math.isfinite(now):
-            self.fault(f"non-finite time {now}", immediate=True)
-            return False
-        if now < self._clock:
-            self.fault(f"clock went backwards by {self._clock - now:.6g} s", immediate=True)
+        anomaly = self._clock_anomaly(now)
+        if anomaly:
+            self.fault(anomaly, immediate=True)
             return False
         self._clock = now
         return True
+
+    def _clock_anomaly(self, now: float) -> str:
+        """What is wrong with time ``now`` (s): non-finite or earlier than the clock; "" if
+        nothing."""
+        if not math.isfinite(now):
+            return f"non-finite time {now}"
+        if now < self._clock:
+            return f"clock went backwards by {self._clock - now:.6g} s"
+        return ""
 
     def since_last_step(self) -> float | None:
         """Seconds from the previous step to the clock, at most ``stale_after``; None before
@@ -235,8 +254,12 @@ class SafetyLayer:
 
     def reset_fault(self, now: float) -> tuple[bool, str]:
         """FAULTED/ESTOP → DISABLED; returns (accepted, reason). Refused while the e-stop is
-        still engaged or the fault ramp has not reached zero."""
-        self.advance(now)
+        still engaged, the fault ramp has not reached zero, or ``now`` is a clock anomaly (which
+        itself latches a fault)."""
+        anomaly = self._clock_anomaly(now)
+        if not self.advance(now):
+            return False, (f"refused: {anomaly}; {self.state.name.lower()} stays latched "
+                           f"({self.fault_reason})")
         if self.state is State.ESTOP and self.estop_engaged:
             return False, "e-stop is still engaged; release it first"
         if self.state is State.FAULTED and np.any(self.command != 0.0):
@@ -252,18 +275,20 @@ class SafetyLayer:
 
     def limits_refusal(self, limits: SafetyLimits) -> str | None:
         """Why :meth:`set_limits` would refuse ``limits`` now (None if it would not): a different
-        joint count, or relaxing any limit while enabled (tightening is always allowed)."""
+        joint count, or relaxing any limit in any state but DISABLED (tightening is always
+        allowed)."""
         if limits.n_joints != self.limits.n_joints:
             return (f"limits are for {limits.n_joints} joints, the controller has "
                     f"{self.limits.n_joints}")
-        relaxed = loosened(self.limits, limits) if self.state is State.ENABLED else []
+        relaxed = loosened(self.limits, limits) if self.state is not State.DISABLED else []
         if relaxed:
-            return "cannot relax limits while enabled: " + ", ".join(relaxed)
+            return (f"cannot relax limits while {self.state.name.lower()} (only while "
+                    "disabled): " + ", ".join(relaxed))
         return None
 
     def set_limits(self, limits: SafetyLimits) -> str | None:
         """Replace the limits unless :meth:`limits_refusal` objects (its reason is returned). A
-        fault ramp in progress keeps its start and length; a lower max_torque clamps it."""
+        fault ramp in progress keeps its start, length and slope; a lower max_torque clamps it."""
         refusal = self.limits_refusal(limits)
         if refusal is None:
             self.limits = limits
@@ -303,21 +328,48 @@ class SafetyLayer:
         if self.state is State.ENABLED:
             limits = self.limits
             u, saturated = clamp(desired, limits.max_torque)
-            u, ranged = range_gate(u, position, limits.position_min, limits.position_max,
-                                   limits.range_margin)
-            u, fast = velocity_gate(u, velocity, limits.max_velocity)
-            u, rated = slew_limit(u, self.command, limits.max_torque_rate, dt)
+            u, rated, ranged, fast = self._gated_slew(u, position, velocity, dt)
             u, hard = clamp(u, limits.max_torque)
             u, cut = range_gate(u, position, limits.position_min, limits.position_max, 0.0)
             self.command = u
             flags = (saturated | hard, rated, ranged | cut, fast)
         elif self.state is State.FAULTED:
-            elapsed = self._clock - self._fault_time
-            remaining = max(0.0, 1.0 - elapsed / self._ramp_time)
-            self.command = clamp(self._ramp_from * remaining, self.limits.max_torque)[0]
+            self.command, flags = self._ramp_step(position, velocity, dt)
         else:
             self.command = np.zeros(self.limits.n_joints)
         return SafetyOutput(self.command.copy(), self.state, self.fault_reason, *flags, stale)
+
+    def _gated_slew(self, u: np.ndarray, position: np.ndarray, velocity: np.ndarray,
+                    dt: float) -> tuple[np.ndarray, ...]:
+        """Range and velocity gates on the target ``u`` (N·m), then the slew limit from the
+        previous command; returns (torque, rate-limited, range-gated, velocity-gated) flags."""
+        limits = self.limits
+        u, ranged = range_gate(u, position, limits.position_min, limits.position_max,
+                               limits.range_margin)
+        u, fast = velocity_gate(u, velocity, limits.max_velocity)
+        u, rated = slew_limit(u, self.command, limits.max_torque_rate, dt)
+        return u, rated, ranged, fast
+
+    def _ramp_step(self, position: np.ndarray | None, velocity: np.ndarray | None,
+                   dt: float) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        """The fault ramp's command (N·m) and limit flags: the linear ramp from the fault,
+        clamped to max_torque, gated like an enabled command (while the position and velocity
+        are known and finite), and never larger in magnitude than the previous command."""
+        elapsed = self._clock - self._fault_time
+        remaining = max(0.0, 1.0 - elapsed / self._ramp_time)
+        ramp, saturated = clamp(self._ramp_from * remaining, self.limits.max_torque)
+        u, rated, ranged, fast = ramp, self._zero, self._zero, self._zero
+        known = position is not None and velocity is not None \
+            and np.all(np.isfinite(position)) and np.all(np.isfinite(velocity))
+        if known:
+            u, rated, ranged, fast = self._gated_slew(ramp, position, velocity, dt)
+            limits = self.limits
+            u, cut = range_gate(u, position, limits.position_min, limits.position_max, 0.0)
+            ranged = ranged | cut
+        # The envelope never rises: same sign as the ramp, no larger than it or the last command.
+        bound = np.minimum(np.abs(ramp), np.abs(self.command))
+        u = np.sign(ramp) * np.minimum(np.abs(u), bound)
+        return u, (saturated, rated, ranged, fast)
 
     def _check(self, stale: tuple[str, ...], desired: np.ndarray | None,
                position: np.ndarray | None, velocity: np.ndarray | None) -> str:

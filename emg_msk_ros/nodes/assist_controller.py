@@ -14,8 +14,8 @@ Services: ``assist/enable`` (std_srvs/SetBool), ``assist/reset_fault`` (std_srvs
 The node starts disabled. Zero torque is published when it is disabled, on e-stop (from the
 e-stop callback itself), when the node is destroyed or the context shuts down, and after any
 exception in the control loop (which also latches a fault). Every limit is a parameter with a
-range; a change that is out of range, inconsistent or (while enabled) relaxes a limit is refused
-with the reason. The watchdog, the ramps and the control tick use the steady clock, not ROS
+range; a change that is out of range, inconsistent or relaxes a limit in any state but disabled
+is refused with the reason. The watchdog, the ramps and the control tick use the steady clock, not ROS
 time, so neither a system-time step nor a stopped ``/clock`` (``use_sim_time``) can freeze the
 torque. The safety logic itself lives in :mod:`emg_msk_ros.control` (no ROS).
 """
