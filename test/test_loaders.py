@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+import yaml
 
 from emg_msk_ros.cli import main as cli_main
 from emg_msk_ros.io.csv_loader import CsvColumnMap, CsvFormatError, load_csv
@@ -19,6 +20,7 @@ from emg_msk_ros.io.uci import (
     load_uci_file,
     load_uci_folder,
 )
+from emg_msk_ros.paths import config_path
 from emg_msk_ros.physics.preset import load_preset
 from emg_msk_ros.signal import (
     Conditioner,
@@ -244,6 +246,29 @@ def test_import_uci_writes_a_session(uci, tmp_path, capsys):
     assert session.metadata["task"] == "mar" and session.metadata["dropped_trailing_rows"] == 19
     assert cli_main(["import", "uci", str(source), "--out", str(out)]) == 2  # exists
     assert "exists" in capsys.readouterr().err
+
+
+def test_import_records_the_preset_train_will_use(uci, tmp_path, capsys, monkeypatch):
+    source = uci / "N_TXT" / "1Nmar.txt.gz"
+    assert cli_main(["import", "uci", str(source), "--out", str(tmp_path / "uci")]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(", preset knee")
+    assert read_recording(tmp_path / "uci").metadata["preset"] == "knee"  # the data set's
+    path, column_map = _csv(tmp_path), tmp_path / "map.yaml"
+    column_map.write_text("emg: {RF: rf_mv}\nemg_unit: mV\nsample_rate_hz: 2000\n")
+    csv = ["import", "csv", str(path), "--map", str(column_map)]
+    assert cli_main([*csv, "--out", str(tmp_path / "csv")]) == 0
+    assert "preset" not in read_recording(tmp_path / "csv").metadata  # a csv's is unknown
+    assert cli_main([*csv, "--out", str(tmp_path / "knee"), "--preset", "knee"]) == 2
+    assert "no channel VM, BF, ST of preset 'knee' (it has RF)" in capsys.readouterr().err
+    assert cli_main([*csv, "--out", str(tmp_path / "nosuch"), "--preset", "nosuch"]) == 2
+    assert "preset 'nosuch': no file" in capsys.readouterr().err
+    one = yaml.safe_load(config_path("presets/knee.yaml").read_text())
+    one["muscles"] = [m for m in one["muscles"] if m["channel"] == "RF"]
+    (tmp_path / "rf.yaml").write_text(yaml.safe_dump(one))
+    monkeypatch.chdir(tmp_path)  # a relative path is recorded absolute
+    assert cli_main([*csv, "--out", str(tmp_path / "rf"), "--preset", "rf.yaml"]) == 0
+    recorded = read_recording(tmp_path / "rf").metadata["preset"]
+    assert recorded == str(tmp_path / "rf.yaml") and load_preset(recorded).channel_names == ("RF",)
 
 
 def test_import_csv_needs_a_map(tmp_path, capsys):

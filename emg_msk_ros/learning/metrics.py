@@ -5,7 +5,7 @@ hands in predictions on the trial's time base (``index`` into the trial's sample
 ``force`` N (n, M), ``net_moment`` N·m), and gets the same numbers back.
 
 - RMSE, NRMSE = RMSE / (max - min of the truth), R² = 1 - SS_res / SS_tot, Pearson r;
-  angle RMSE also in degrees.
+  angle RMSE and the truth's range (max - min) also in degrees.
 - Physics residual: RMS (N·m) of I θ'' + B θ' + K(θ - θ0) + m g l_c sin(θ - θ_hang) - Σ r_i F_i
   on the predicted trajectory, with θ', θ'' by central differences over consecutive estimates
   (:func:`emg_msk_ros.physics.inverse.derivatives`), over each contiguous run of estimates.
@@ -98,8 +98,10 @@ def score(pairs: Sequence[tuple[dict[str, np.ndarray], Trial]], preset: Preset) 
     n = sum(len(a) for a in pred["angle"])
     if n < 4:
         raise ValueError(f"{n} estimates are too few to score")
-    angle = regression(np.concatenate(pred["angle"]), np.concatenate(truth["angle"]))
+    true_angle = np.concatenate(truth["angle"])
+    angle = regression(np.concatenate(pred["angle"]), true_angle)
     angle["rmse_deg"] = math.degrees(angle["rmse"])
+    angle["range_deg"] = math.degrees(float(np.ptp(true_angle)))  # what the RMSE compares to
     result: dict = {"samples": int(n), "angle": angle}
     if len(truth["force"]) == len(pairs):
         force_pred, force_true = np.concatenate(pred["force"]), np.concatenate(truth["force"])

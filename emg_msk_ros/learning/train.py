@@ -313,11 +313,21 @@ def run(args: argparse.Namespace) -> int:
             FileNotFoundError) as exc:
         print(f"emg-msk train: {exc}", file=sys.stderr)
         return 2
-    metrics = trained.meta["metrics"]["validation"]
     print(f"wrote {out} ({trained.meta['architecture']['parameters']} parameters, "
           f"{len(trained.result.history)} epochs, {time.perf_counter() - started:.1f} s; "
           f"{trained.result.stop_reason})")
-    print(f"validation: angle RMSE {metrics['angle']['rmse_deg']:.2f} deg, "
-          f"R2 {metrics['angle']['r2']:.3f}, physics residual "
-          f"{metrics['physics_residual_rms']:.3g} N m")
+    print(validation_line(trained.meta, settings))
     return 0
+
+
+def validation_line(meta: dict[str, Any], settings: TrainingSettings) -> str:
+    """The validation score in words: the angle RMSE beside the range of motion it is made
+    over (a nearly still block makes R², kept in model.yaml, meaningless) and Pearson r."""
+    metrics = meta["metrics"]["validation"]
+    angle = metrics["angle"]
+    where = ("the --val-data sessions" if meta["training"]["split"] == "by trial" else
+             f"{settings.data.val_fraction:.0%} of the training sessions, held out in "
+             f"{settings.data.val_block_s:g} s blocks")
+    return (f"validation on {where}: angle RMSE {angle['rmse_deg']:.2f} deg over a "
+            f"{angle['range_deg']:.1f} deg range of motion, r {angle['r']:.2f}; physics "
+            f"residual {metrics['physics_residual_rms']:.3g} N m")
