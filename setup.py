@@ -2,8 +2,9 @@
 
 On a ROS 2 install, build with colcon (CMakeLists.txt) instead: that also generates the
 messages (``emg_msk_ros.msg``) and installs the nodes, launch files and config. Here,
-``scripts/setup.sh`` builds through CMake as well; this file is for training and evaluating on
-machines that have no ROS at all (``pip install .``).
+``scripts/setup.sh`` builds through CMake as well; this file is for machines that have no ROS at
+all: ``pip install .`` runs the estimator (ONNX Runtime), ``pip install '.[train]'`` adds torch
+and onnx for ``emg-msk train``, ``export`` and ``evaluate``.
 """
 
 from pathlib import Path
@@ -34,7 +35,9 @@ setup(
     data_files=[("share/emg_msk_ros", ["package.xml"])]
     + [pair for folder in ("config", "models", "benchmarks", "msg", "launch")
        for pair in share_files(folder)],
-    install_requires=["numpy", "scipy", "pyyaml", "torch", "rosbags", "matplotlib", "tqdm"],
-    extras_require={"opensim": ["opensim==4.6"], "lsl": ["pylsl"], "test": ["pytest", "hypothesis"]},
+    # serving (the estimator runs the network in ONNX Runtime) needs no torch; training does
+    install_requires=["numpy", "scipy", "pyyaml", "onnxruntime", "rosbags", "matplotlib", "tqdm"],
+    extras_require={"train": ["torch", "onnx"], "opensim": ["opensim==4.6"], "lsl": ["pylsl"],
+                    "test": ["pytest", "hypothesis"]},
     entry_points={"console_scripts": ["emg-msk = emg_msk_ros.cli:main"]},
 )

@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "calibrate": ("emg_msk_ros.signal.calibration",
                   "MVC references (and rest levels) of a session's electrodes"),
     "train": ("emg_msk_ros.learning.train", "train a (physics-informed) model on sessions"),
+    "export": ("emg_msk_ros.learning.export", "add model.onnx (the served network) to a model "
+               "folder"),
     "evaluate": ("emg_msk_ros.learning.evaluate", "score a model on a session"),
     "run": ("emg_msk_ros.runner", "run the node graph in one process"),
     "demo": ("emg_msk_ros.demo", "simulate, replay through the graph, report"),
@@ -64,15 +66,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"emg-msk {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("bench", help="speed and accuracy benchmarks (emg-msk bench NAME [--json])")
-    modules = {}
+    modules, unavailable = {}, {}
     for name, (module_name, help_text) in COMMANDS.items():
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            if exc.name != module_name:
+            if exc.name not in (module_name, "torch"):  # torch: training tools, not serving
                 raise
             module = None
-        sub_parser = sub.add_parser(name, help=help_text if module else "(not implemented yet)")
+            unavailable[name] = ("needs torch: pip install 'emg_msk_ros[train]'"
+                                 if exc.name == "torch" else "not implemented yet")
+        sub_parser = sub.add_parser(name, help=help_text if module else f"({unavailable[name]})")
         if module is not None:
             module.configure(sub_parser)
         modules[name] = module
@@ -82,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     module = modules[args.command]
     if module is None:
-        print(f"emg-msk {args.command}: not implemented yet", file=sys.stderr)
+        print(f"emg-msk {args.command}: {unavailable[args.command]}", file=sys.stderr)
         return 2
     return int(module.run(args) or 0)
 
