@@ -181,7 +181,7 @@ class Estimator:
         if window.shape != self._window_shape:
             raise ValueError(f"window must have shape {self._window_shape}, got {window.shape}")
         x = model_input(np.asarray(window, dtype=np.float32), self._baseline)
-        est = self.finish(self.run(x.T[None]))
+        est = self.finish(self.run(np.ascontiguousarray(x.T[None])))
         return Estimate(angle=float(est["angle"][0]), velocity=float(est["velocity"][0]),
                         activation=est["activation"][0], force=est["force"][0],
                         moment=est["moment"][0], net_moment=float(est["net_moment"][0]))
