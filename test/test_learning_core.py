@@ -8,6 +8,7 @@ its raw EMG is white noise whose amplitude follows the excitation.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 
 import numpy as np
@@ -18,11 +19,19 @@ from scipy import signal
 
 from emg_msk_ros.io.recording import Recording
 from emg_msk_ros.learning import dataset as ds
-from emg_msk_ros.learning.export import META_FILE, WEIGHTS_FILE, ModelError, read_model_dir
-from emg_msk_ros.learning.inference import NewestSteps, estimate_offline, load_model
+from emg_msk_ros.learning.export import (
+    META_FILE,
+    ONNX_FILE,
+    WEIGHTS_FILE,
+    ModelError,
+    export_onnx,
+    read_model_dir,
+)
+from emg_msk_ros.learning.inference import estimate_offline, load_model
 from emg_msk_ros.learning.loss import PhysicsTerms
 from emg_msk_ros.learning.metrics import physics_residual, regression, rms
 from emg_msk_ros.learning.model import PICNN
+from emg_msk_ros.learning.runtime import TensorSpec
 from emg_msk_ros.learning.settings import (
     ModelSettings,
     TrainingSettings,
@@ -229,25 +238,36 @@ def test_model_is_causal_and_shift_consistent():
         PICNN(2, 2, settings, force_scale=torch.ones(1))
 
 
+# Tolerance of ONNX Runtime against torch (issue 20): 1e-5 of each output's scale, the angle's
+# 1 rad and each muscle's F0; float32 kernels of the two runtimes round differently (~1e-7).
+TOLERANCE = 1e-5
+
+
+def assert_served_equals_torch(served: dict, torch_out: np.ndarray, max_force) -> None:
+    """ONNX Runtime's ``angle`` and ``force`` against torch's (N, 1 + M, K) output."""
+    np.testing.assert_allclose(served["angle"], torch_out[:, :1], rtol=0, atol=TOLERANCE)
+    f0 = np.asarray(max_force, dtype=np.float64)[None, :, None]
+    assert np.all(np.abs(served["force"] - torch_out[:, 1:]) <= TOLERANCE * f0)
+
+
 @pytest.mark.parametrize("kernel, levels", [(3, 3), (5, 4), (2, 6)])
-def test_numpy_live_path_equals_the_network(kernel, levels):
+def test_the_onnx_graph_computes_the_network(kernel, levels):
     settings = ModelSettings(hidden=8, kernel=kernel, levels=levels, horizon=5)
     torch.manual_seed(kernel + levels)
+    f0 = np.array([300.0, 800.0])
     model = PICNN(3, 2, settings, angle_mean=0.4, angle_scale=0.7,
-                  force_scale=torch.tensor([10.0, 20.0])).eval()
-    live = NewestSteps(model.state_dict(), 3)
-    assert live.inputs == receptive_field(kernel, levels) + 2
-    x = torch.rand(4, 3, model.window)
+                  force_scale=torch.as_tensor(0.3 * f0, dtype=torch.float32)).eval()
+    exported = export_onnx(model)
+    assert exported.inputs == (TensorSpec("excitation", (3, model.window)),)
+    assert exported.outputs == (TensorSpec("angle", (1, 5)), TensorSpec("force", (2, 5)))
+    served = exported.session("test")
+    x = torch.rand(16, 3, model.window, generator=torch.Generator().manual_seed(1)) * 2.0
     with torch.no_grad():
-        expected = model(x)[..., -3:].numpy()
-    for b in range(4):  # a window longer than needed: only its newest samples count
-        np.testing.assert_allclose(live(x[b].numpy()), expected[b:b + 1], rtol=1e-5, atol=1e-6)
-    shorter = x[0, :, -live.inputs:].numpy()
-    np.testing.assert_allclose(live(shorter), expected[:1], rtol=1e-5, atol=1e-6)
-    # weights with a tensor the numpy pass would ignore are refused, not silently dropped
-    extra = {**model.state_dict(), "input_gain": torch.ones(3, 1)}
-    with pytest.raises(ModelError, match="input_gain.*retrain"):
-        NewestSteps(extra, 3)
+        expected = model(x).numpy()
+    out = served.run({"excitation": x.numpy()})
+    assert_served_equals_torch(out, expected, f0)
+    one = served.run({"excitation": x[:1].numpy()})  # any batch size, the same numbers
+    assert_served_equals_torch(one, expected[:1], f0)
 
 
 def test_physics_residual_is_near_zero_on_truth_and_large_on_corrupted(preset, recording,
@@ -376,6 +396,16 @@ def test_exported_model_gives_the_in_memory_outputs(trained, saved, preset, reco
         x = torch.as_tensor(trial.inputs[:18].T[None], dtype=torch.float32)
         eager = trained.result.model(x)[0, 0, -1].item()
     assert offline["angle"][0] == pytest.approx(eager, abs=1e-5)
+    # the freshly trained network: ONNX Runtime (model.onnx) equals torch (model.pt)
+    windows = np.lib.stride_tricks.sliding_window_view(trial.inputs, 18, axis=0)[::7]
+    windows = np.ascontiguousarray(windows, dtype=np.float32)
+    with torch.no_grad():
+        scripted = read_model_dir(saved).module(torch.from_numpy(windows)).numpy()
+    assert_served_equals_torch(loaded.run(windows), scripted,
+                               loaded.preset.muscles.max_isometric_force)
+    meta = yaml.safe_load((saved / META_FILE).read_text())
+    assert meta["onnx"]["file"] == ONNX_FILE and meta["onnx"]["opset"] == 17
+    assert [t["name"] for t in meta["onnx"]["outputs"]] == ["angle", "force"]
     # predict() on one window equals the offline estimate for that window's last sample
     loaded.baseline = trial.baseline
     for j in (0, 137):
@@ -401,22 +431,22 @@ def test_loading_refuses_other_channels_and_broken_files(saved, tmp_path):
     def copy(name):
         target = tmp_path / name
         target.mkdir()
-        for f in (META_FILE, WEIGHTS_FILE):
+        for f in (META_FILE, WEIGHTS_FILE, ONNX_FILE):
             (target / f).write_bytes((saved / f).read_bytes())
         return target
 
-    truncated = copy("truncated")
-    data = (truncated / WEIGHTS_FILE).read_bytes()
-    (truncated / WEIGHTS_FILE).write_bytes(data[: len(data) // 2])
-    with pytest.raises(ModelError, match=r"model\.pt: truncated.*weights\.bytes"):
-        load_model(truncated)
-
-    corrupt = copy("corrupt")
-    flipped = bytearray(data)
-    flipped[len(flipped) // 2] ^= 0xFF
-    (corrupt / WEIGHTS_FILE).write_bytes(bytes(flipped))
-    with pytest.raises(ModelError, match=r"model\.pt: corrupt.*sha256"):
-        load_model(corrupt)
+    for file, section in ((WEIGHTS_FILE, "weights"), (ONNX_FILE, "onnx")):
+        data = (saved / file).read_bytes()
+        truncated = copy(f"truncated-{section}")
+        (truncated / file).write_bytes(data[: len(data) // 2])
+        with pytest.raises(ModelError, match=rf"{file}: truncated.*'{section}\.bytes'"):
+            (load_model if section == "onnx" else read_model_dir)(truncated)
+        corrupt = copy(f"corrupt-{section}")
+        flipped = bytearray(data)
+        flipped[len(flipped) // 2] ^= 0xFF
+        (corrupt / file).write_bytes(bytes(flipped))
+        with pytest.raises(ModelError, match=rf"{file}: corrupt.*'{section}\.sha256'"):
+            (load_model if section == "onnx" else read_model_dir)(corrupt)
 
     meta = yaml.safe_load((saved / META_FILE).read_text())
     for name, change, pattern in (
@@ -437,8 +467,82 @@ def test_loading_refuses_other_channels_and_broken_files(saved, tmp_path):
         load_model(tmp_path / "nowhere")
     no_weights = copy("no_weights")
     (no_weights / WEIGHTS_FILE).unlink()
-    with pytest.raises(ModelError, match=r"model\.pt: weights file missing"):
-        load_model(no_weights)
+    with pytest.raises(ModelError, match=r"model\.pt: missing.*'weights\.file'"):
+        read_model_dir(no_weights)
+    load_model(no_weights)  # serving needs model.onnx, not the training checkpoint
+
+
+def refuse_onnx(folder, data: bytes, section: dict, pattern: str) -> None:
+    """Write ``data`` as the folder's model.onnx and ``section`` as its model.yaml section
+    (the checksums made to fit), and check that loading is refused with ``pattern``."""
+    meta = yaml.safe_load((folder / META_FILE).read_text())
+    meta["onnx"] = {**section, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    (folder / META_FILE).write_text(yaml.safe_dump(meta, sort_keys=False))
+    (folder / ONNX_FILE).write_bytes(data)
+    with pytest.raises(ModelError, match=pattern):
+        load_model(folder)
+
+
+def test_a_mismatched_or_broken_model_onnx_is_refused_by_name(saved, tmp_path):
+    meta = yaml.safe_load((saved / META_FILE).read_text())
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for f in (META_FILE, WEIGHTS_FILE, ONNX_FILE):
+        (folder / f).write_bytes((saved / f).read_bytes())
+    own = meta["onnx"]
+    refuse_onnx(folder, b"not an onnx graph", own, r"model\.onnx: not a loadable ONNX model")
+    # another model's graph (3 channels) under this model's section: the graph differs
+    other = export_onnx(PICNN(3, 2, ModelSettings(hidden=8, kernel=3, levels=3, horizon=4)))
+    refuse_onnx(folder, other.data, own,
+                r"model\.onnx: the graph's inputs .*differ from model\.yaml field 'onnx\.inputs'")
+    # ... with its own section: graph and section agree, but not with this model's channels
+    refuse_onnx(folder, other.data, other.section(),
+                r"model\.yaml: field 'onnx\.inputs': .*model\.onnx has .*need")
+    # a section that is not a list of named shapes
+    refuse_onnx(folder, (saved / ONNX_FILE).read_bytes(), {**own, "outputs": [{"name": "angle"}]},
+                r"field 'onnx\.outputs': each entry must be")
+    refuse_onnx(folder, (saved / ONNX_FILE).read_bytes(), {**own, "opset": 0},
+                r"field 'onnx\.opset': must be > 0")
+    (folder / META_FILE).write_bytes((saved / META_FILE).read_bytes())
+    (folder / ONNX_FILE).unlink()
+    with pytest.raises(ModelError, match=rf"model\.onnx: missing .*'onnx\.file'.*"
+                                         rf"emg-msk export {folder}"):
+        load_model(folder)
+    (folder / ONNX_FILE).write_bytes((saved / ONNX_FILE).read_bytes())  # restored: it loads
+    assert load_model(folder).network.outputs[1].name == "force"
+
+
+def test_an_old_model_folder_is_refused_with_the_command_that_updates_it(saved, tmp_path,
+                                                                        capsys):
+    from emg_msk_ros.cli import main
+
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / WEIGHTS_FILE).write_bytes((saved / WEIGHTS_FILE).read_bytes())
+    meta = yaml.safe_load((saved / META_FILE).read_text())
+    del meta["onnx"]  # as emg-msk train wrote it before serving moved to ONNX Runtime
+    (old / META_FILE).write_text(yaml.safe_dump(meta, sort_keys=False))
+    with pytest.raises(ModelError, match=rf"field 'onnx': is missing.*emg-msk export {old}"):
+        load_model(old)
+    assert main(["export", str(old)]) == 0
+    assert f"wrote {old / ONNX_FILE}" in capsys.readouterr().out
+    updated = yaml.safe_load((old / META_FILE).read_text())
+    assert updated["onnx"]["sha256"] == meta_sha(old / ONNX_FILE)
+    assert {k: v for k, v in updated.items() if k != "onnx"} == meta  # nothing else changed
+    assert list(updated).index("onnx") == list(updated).index("weights") + 1
+    rng = np.random.default_rng(3)
+    envelope = rng.uniform(0.0, 0.4, (40, 2))
+    fresh, exported = load_model(saved), load_model(old)
+    for key, value in estimate_offline(fresh, envelope).items():
+        np.testing.assert_array_equal(estimate_offline(exported, envelope)[key], value)
+    # a folder whose model.pt is missing cannot be exported, and says why
+    (old / WEIGHTS_FILE).unlink()
+    assert main(["export", str(old)]) == 2
+    assert "model.pt: missing" in capsys.readouterr().err
+
+
+def meta_sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 # --- command line --------------------------------------------------------------------------------

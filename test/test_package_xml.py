@@ -16,6 +16,8 @@ PROVIDERS = {
     "scipy": "python3-scipy",
     "yaml": "python3-yaml",
     "torch": "python3-torch",
+    "onnxruntime": "python3-onnxruntime-pip",
+    "onnx": "python3-onnx-pip",
     "matplotlib": "python3-matplotlib",
     "tqdm": "python3-tqdm",
     "rosbags": "python3-rosbags-pip",
@@ -97,7 +99,7 @@ def test_check_catches_an_undeclared_import(tmp_path):
         "scipy needs <exec_depend>python3-scipy</exec_depend> (['mod.py'])"]
 
 
-@pytest.mark.parametrize("module", ["torch", "rosbags"])
+@pytest.mark.parametrize("module", ["torch", "onnxruntime", "onnx", "rosbags"])
 def test_core_dependencies_are_declared(module):
     assert PROVIDERS[module] in declared(share_dir() / "package.xml")
 

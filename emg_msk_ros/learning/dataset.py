@@ -6,17 +6,17 @@ A :class:`Trial` is one session conditioned by the streaming conditioner's causa
 time: angle (rad), and when the session has them, muscle forces (N) and the net muscle moment
 (N·m).
 
-The network's input is the excitation minus the session's baseline (:func:`model_input`), its
-resting level. The rest level of an MVC-normalised envelope depends on the electrode (noise
-floor / gain); at the small excitations that hold a limb against gravity an uncorrected offset
-of 0.01 shifts the estimate by many degrees, so each session's baseline is removed, as with its
-MVC reference. It comes from the calibration's rest trial when there is one (simulated sessions
-have a simulated one), else it is the 2nd percentile of each channel over the session. The
-percentile depends on what the session's muscles did, not only on the electrode: fed the
-simulator's true activations less their percentile, a data-only network missed the knee angle
-by 10.6 deg, against 3.8 deg with nothing removed (development sessions). The trial also
-carries the activation the preset's activation dynamics give for that input (input of the
-Hill-consistency term).
+The network's input is the excitation minus the session's baseline
+(:func:`.inference.model_input`), its resting level. The rest level of an MVC-normalised
+envelope depends on the electrode (noise floor / gain); at the small excitations that hold a
+limb against gravity an uncorrected offset of 0.01 shifts the estimate by many degrees, so each
+session's baseline is removed, as with its MVC reference. It comes from the calibration's rest
+trial when there is one (simulated sessions have a simulated one), else it is the 2nd percentile
+of each channel over the session. The percentile depends on what the session's muscles did, not
+only on the electrode: fed the simulator's true activations less their percentile, a data-only
+network missed the knee angle by 10.6 deg, against 3.8 deg with nothing removed (development
+sessions). The trial also carries the activation the preset's activation dynamics give for that
+input (input of the Hill-consistency term).
 
 A window ending at step t holds excitation[t - W + 1 .. t] and the labels of its last K steps.
 Training sessions are split by time into alternating blocks (:func:`split_by_time`); windows
@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from emg_msk_ros.io.recording import Recording
+from emg_msk_ros.learning.inference import model_input
 from emg_msk_ros.physics.preset import Preset
 from emg_msk_ros.signal.calibration import Calibration, compute_calibration, rest_levels
 from emg_msk_ros.signal.conditioner import condition_recording
@@ -79,12 +80,6 @@ BASELINE_PERCENTILE = 2.0
 def session_baseline(excitation: np.ndarray) -> np.ndarray:
     """Resting level of each channel (C,): the 2nd percentile of a session's excitation (n, C)."""
     return np.percentile(excitation, BASELINE_PERCENTILE, axis=0)
-
-
-def model_input(excitation: np.ndarray, baseline: np.ndarray) -> np.ndarray:
-    """Excitation (..., C) with the baseline (C,) removed, clipped to [0, 1]."""
-    excitation = np.asarray(excitation)
-    return np.clip(excitation - np.asarray(baseline, dtype=excitation.dtype), 0.0, 1.0)
 
 
 def channel_columns(recording: Recording, channel_names: Sequence[str], where: str) -> list[int]:

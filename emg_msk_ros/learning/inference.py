@@ -1,15 +1,15 @@
 """Running a trained model: one estimate per window (live) or for a whole envelope (offline).
 
-``load_model(dir)`` validates the model folder (:mod:`.export`) and returns an
-:class:`Estimator`. Offline runs use its TorchScript module (frozen), in batches; the live
-:meth:`Estimator.predict` runs the same weights through :class:`NewestSteps` (numpy, only the
-outputs one estimate needs: about 4× less time per call than TorchScript at this size). Both
-finish the network's output with the same code (:meth:`Estimator.finish`), so the live graph
-and an offline run give the same numbers (to float32 rounding).
+``load_model(dir)`` validates the model folder's model.yaml (:mod:`.metadata`) and its
+``model.onnx`` (:mod:`.runtime`) and returns an :class:`Estimator`. The network runs once per
+estimate, in ONNX Runtime, on the whole window, live (:meth:`Estimator.predict`) and offline
+(:func:`estimate_offline`, in batches of windows); both finish the network's outputs with the
+same code (:meth:`Estimator.finish`), so the live graph and an offline run give the same numbers
+(to float32 rounding). Nothing here imports torch.
 
 Inputs are the conditioner's excitations; the estimator removes the session's resting level
-(:attr:`Estimator.baseline`, see :mod:`.dataset`) before the network. For the window's newest
-step the estimate holds:
+(:attr:`Estimator.baseline`, see :mod:`.dataset`) before the network (:func:`model_input`).
+For the window's newest step the estimate holds:
 
 - ``angle`` (rad): the network's angle output;
 - ``velocity`` (rad/s): second-order backward difference of the newest three predicted angles,
@@ -30,10 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from emg_msk_ros.learning.dataset import model_input
-from emg_msk_ros.learning.export import ModelDir, ModelError, read_model_dir, torchscript
+from emg_msk_ros.learning.metadata import META_FILE, Fields, ModelError, ModelMeta, read_model_meta
+from emg_msk_ros.learning.runtime import SECTION, OnnxModel, TensorSpec, load_onnx
 from emg_msk_ros.physics import muscle as hill
 from emg_msk_ros.physics.curves import CurveParams
 from emg_msk_ros.physics.muscle import MuscleSet
@@ -45,8 +44,6 @@ __all__ = ["Estimate", "Estimator", "ModelError", "estimate_offline", "load_mode
 
 # Windows per forward call in estimate_offline.
 _OFFLINE_BATCH = 2048
-# Newest network outputs one live estimate needs (velocity: a three-point difference).
-_LIVE_STEPS = 3
 # Hill inversion: activations 0 and 1 (broadcast over samples and muscles), and the smallest
 # active force (N) per unit activation that is inverted (below it the activation is 0).
 _ZERO_ONE = np.array([0.0, 1.0])[:, None, None]
@@ -84,14 +81,21 @@ def hill_activation(muscles: MuscleSet, params: CurveParams, force, lengths, arm
     return np.clip((force - passive) / safe, 0.0, 1.0)
 
 
-def finish_outputs(output: np.ndarray, preset: Preset, muscles: MuscleSet, dt: float
-                   ) -> dict[str, np.ndarray]:
-    """Estimates for the newest step of each window from raw network outputs (N, 1 + M, K)
-    (see the module docstring); ``dt`` is the model's sample interval (s)."""
-    output = output.astype(np.float64)
-    angle = output[:, 0, -1]
-    velocity = (3.0 * angle - 4.0 * output[:, 0, -2] + output[:, 0, -3]) / (2.0 * dt)
-    force = output[:, 1:, -1]
+def model_input(excitation: np.ndarray, baseline: np.ndarray) -> np.ndarray:
+    """Excitation (..., C) with the baseline (C,) removed, clipped to [0, 1]."""
+    excitation = np.asarray(excitation)
+    return np.clip(excitation - np.asarray(baseline, dtype=excitation.dtype), 0.0, 1.0)
+
+
+def finish_outputs(outputs: dict[str, np.ndarray], preset: Preset, muscles: MuscleSet,
+                   dt: float) -> dict[str, np.ndarray]:
+    """Estimates for the newest step of each window from the network's outputs ``angle``
+    (N, 1, K) and ``force`` (N, M, K) (see the module docstring); ``dt`` is the model's sample
+    interval (s)."""
+    angles = outputs["angle"][:, 0, -3:].astype(np.float64)  # the newest three steps
+    angle = angles[:, -1]
+    velocity = (3.0 * angle - 4.0 * angles[:, -2] + angles[:, -3]) / (2.0 * dt)
+    force = outputs["force"][:, :, -1].astype(np.float64)
     # muscle geometry is only defined (fitted) over the joint's range
     lengths, arms = hill.geometry(muscles, preset.clip_angle(angle))
     moment = arms * force
@@ -100,60 +104,11 @@ def finish_outputs(output: np.ndarray, preset: Preset, muscles: MuscleSet, dt: f
             "force": force, "moment": moment, "net_moment": moment.sum(axis=1)}
 
 
-class NewestSteps:
-    """The network's forward pass in numpy for one window, computing only its newest outputs.
-
-    The live estimate needs the last ``steps`` output steps of one window; the valid dilated
-    convolutions then need only the last :attr:`inputs` samples of it, and numpy's few calls per
-    layer cost less than TorchScript's per-operator overhead at this size. Same weights and
-    arithmetic as :class:`~emg_msk_ros.learning.model.PICNN` (float32); a test keeps the two
-    equal.
-    """
-
-    def __init__(self, state: dict[str, torch.Tensor], steps: int) -> None:
-        def array(name: str) -> np.ndarray:
-            return state[name].detach().numpy().astype(np.float32)
-
-        convs = sorted({key.rsplit(".", 1)[0] for key in state if key.startswith("body.")},
-                       key=lambda name: int(name.split(".")[1]))
-        self.layers = []  # (weights (out, kernel·in), bias (out, 1), dilation, kernel)
-        self.inputs = steps
-        for level, name in enumerate(convs):
-            weight = array(f"{name}.weight")  # (out, in, kernel)
-            out, width, kernel = weight.shape
-            dilation = 2**level  # PICNN's dilations 1, 2, 4, ...
-            self.layers.append((np.ascontiguousarray(
-                weight.transpose(0, 2, 1).reshape(out, kernel * width)),
-                array(f"{name}.bias")[:, None], dilation, kernel))
-            self.inputs += (kernel - 1) * dilation
-        self.head = array("head.weight")[:, :, 0], array("head.bias")[:, None]
-        self.angle_mean, self.angle_scale = float(state["angle_mean"]), float(state["angle_scale"])
-        self.force_scale = array("force_scale")  # (M, 1)
-        known = {f"{name}.{part}" for name in [*convs, "head"] for part in ("weight", "bias")}
-        unknown = sorted(set(state) - known - {"angle_mean", "angle_scale", "force_scale"})
-        if unknown:  # a tensor this pass would ignore, e.g. a development version's input gain
-            raise ModelError(f"the weights hold {', '.join(unknown)}, which this version's "
-                             "network does not have; retrain the model with this version")
-
-    def __call__(self, window: np.ndarray) -> np.ndarray:
-        """Raw output (1, 1 + M, steps) for one window (C, >= inputs) of network input."""
-        h = window[:, -self.inputs:]
-        for weight, bias, dilation, kernel in self.layers:
-            n = h.shape[1] - (kernel - 1) * dilation
-            taps = np.concatenate([h[:, j * dilation:j * dilation + n] for j in range(kernel)])
-            h = weight @ taps
-            h += bias
-            np.maximum(h, 0.0, out=h)
-        z = self.head[0] @ h + self.head[1]
-        angle = self.angle_mean + self.angle_scale * z[:1]
-        force = self.force_scale * np.logaddexp(0.0, z[1:])  # softplus
-        return np.concatenate([angle, force])[None]
-
-
 class Estimator:
-    """A loaded model: metadata, the conditioner settings it expects, and the frozen network."""
+    """A loaded model: metadata, the conditioner settings it expects, and the network
+    (:class:`.runtime.OnnxModel`, checked to take this model's window and give its outputs)."""
 
-    def __init__(self, model: ModelDir) -> None:
+    def __init__(self, model: ModelMeta, network: OnnxModel) -> None:
         meta = model.meta
         self.meta: dict[str, Any] = meta
         self.path: Path = model.path
@@ -171,14 +126,25 @@ class Estimator:
         self._window_shape = (self.window, len(self.channel_names))
         self.baseline = meta["normalisation"]["excitation_baseline"]
         self.dt = 1.0 / self.model_rate
-        self.module = model.module  # scripted, not frozen: differentiable and comparable
-        with torch.no_grad(), torchscript():
-            self._frozen = torch.jit.freeze(model.module)
-        self._live = NewestSteps(model.module.state_dict(), _LIVE_STEPS)
+        self._check_network(network)
+        self.network = network
+
+    def _check_network(self, network: OnnxModel) -> None:
+        """Refuse a graph that does not take this model's window or give its outputs."""
+        check = Fields(f"{self.path / META_FILE}")
+        wanted = {"inputs": (TensorSpec("excitation", (len(self.channel_names), self.window)),),
+                  "outputs": (TensorSpec("angle", (1, self.horizon)),
+                              TensorSpec("force", (len(self.muscle_names), self.horizon)))}
+        for field, specs in wanted.items():
+            if getattr(network, field) != specs:
+                check.fail(f"{SECTION}.{field}", f"{network.where} has "
+                           f"{[s.to_mapping() for s in getattr(network, field)]}, this model's "
+                           f"channels, muscles, window and horizon need "
+                           f"{[s.to_mapping() for s in specs]}")
 
     @property
     def baseline(self) -> np.ndarray:
-        """Resting excitation (C,) removed from every input (:func:`.dataset.model_input`).
+        """Resting excitation (C,) removed from every input (:func:`model_input`).
 
         Loaded from model.yaml (the first training session's); set it to the live session's
         own (:func:`.dataset.session_baseline` of its excitation) when that is known.
@@ -200,14 +166,14 @@ class Estimator:
                 f"model {self.path} expects EMG channels {self.channel_names} (in this order), "
                 f"got {list(names)}")
 
-    def run(self, windows: np.ndarray) -> np.ndarray:
-        """Raw network output (N, 1 + M, K) for windows (N, C, W) of network input."""
-        with torch.inference_mode():
-            return self._frozen(torch.as_tensor(windows, dtype=torch.float32)).numpy()
+    def run(self, windows: np.ndarray) -> dict[str, np.ndarray]:
+        """The network's outputs, ``angle`` (N, 1, K) rad and ``force`` (N, M, K) N, for
+        windows (N, C, W) of network input (float32)."""
+        return self.network.run({"excitation": windows})
 
-    def finish(self, output: np.ndarray) -> dict[str, np.ndarray]:
-        """Estimates for the newest step of each window from raw outputs (N, 1 + M, K)."""
-        return finish_outputs(output, self.preset, self.muscles, self.dt)
+    def finish(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Estimates for the newest step of each window from the network's outputs."""
+        return finish_outputs(outputs, self.preset, self.muscles, self.dt)
 
     def predict(self, window: np.ndarray) -> Estimate:
         """The estimate for the newest step of ``window`` (W, C): excitation, oldest first
@@ -215,15 +181,17 @@ class Estimator:
         if window.shape != self._window_shape:
             raise ValueError(f"window must have shape {self._window_shape}, got {window.shape}")
         x = model_input(np.asarray(window, dtype=np.float32), self._baseline)
-        est = self.finish(self._live(x.T))
+        est = self.finish(self.run(np.ascontiguousarray(x.T[None])))
         return Estimate(angle=float(est["angle"][0]), velocity=float(est["velocity"][0]),
                         activation=est["activation"][0], force=est["force"][0],
                         moment=est["moment"][0], net_moment=float(est["net_moment"][0]))
 
 
-def load_model(model_dir: str | Path) -> Estimator:
-    """Load a model folder written by ``emg-msk train``; :class:`ModelError` if unusable."""
-    return Estimator(read_model_dir(model_dir))
+def load_model(model_dir: str | Path, threads: int = 1) -> Estimator:
+    """Load a model folder written by ``emg-msk train``, its network in ONNX Runtime with
+    ``threads`` CPU threads; :class:`ModelError` if unusable."""
+    found = read_model_meta(model_dir)
+    return Estimator(found, load_onnx(found.path, found.meta, threads))
 
 
 def estimate_offline(estimator: Estimator, envelope: np.ndarray,
@@ -248,9 +216,11 @@ def estimate_offline(estimator: Estimator, envelope: np.ndarray,
     w = estimator.window
     n_out = max(0, envelope.shape[0] - w + 1)
     if n_out == 0:
-        empty = estimator.finish(np.zeros((0, 1 + len(estimator.muscle_names), estimator.horizon)))
-        return {"index": np.zeros(0, dtype=np.int64), **empty}
+        empty = {spec.name: np.zeros((0, *spec.shape), np.float32)
+                 for spec in estimator.network.outputs}
+        return {"index": np.zeros(0, dtype=np.int64), **estimator.finish(empty)}
     windows = np.lib.stride_tricks.sliding_window_view(envelope, w, axis=0)  # (N, C, W)
-    outputs = np.concatenate([estimator.run(np.ascontiguousarray(windows[i:i + _OFFLINE_BATCH]))
-                              for i in range(0, n_out, _OFFLINE_BATCH)])
+    batches = [estimator.run(np.ascontiguousarray(windows[i:i + _OFFLINE_BATCH]))
+               for i in range(0, n_out, _OFFLINE_BATCH)]
+    outputs = {name: np.concatenate([b[name] for b in batches]) for name in batches[0]}
     return {"index": np.arange(w - 1, envelope.shape[0]), **estimator.finish(outputs)}

@@ -1,6 +1,7 @@
 """A model folder's ``model.yaml``: its schema and file names, and reading it with every field
 validated, without torch (the conditioner node needs the settings and calibration a model was
-trained with, not its network). :mod:`emg_msk_ros.learning.export` adds the weights.
+trained with, not its network). :mod:`emg_msk_ros.learning.runtime` adds the served network
+(``model.onnx``), :mod:`emg_msk_ros.learning.export` the training checkpoint (``model.pt``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from emg_msk_ros.signal.config import ConditioningSettings, ConfigError
 
 SCHEMA = "emg_msk_ros/model/1"
 WEIGHTS_FILE = "model.pt"
+ONNX_FILE = "model.onnx"
 META_FILE = "model.yaml"
 
 
@@ -91,13 +93,39 @@ class Fields:
         return [float(v) for v in value]
 
 
+def read_checked_file(folder: Path, meta: Mapping, section: str, hint: str = "") -> bytes:
+    """The bytes of the file that model.yaml's ``section`` ({file, bytes, sha256}) names, after
+    checking its name (inside ``folder``), size and sha256; :class:`ModelError` naming the file
+    and the field otherwise, ending with ``hint`` (what to do about it) when given."""
+    check = Fields(str(folder / META_FILE))
+    entry = check.get(meta, section, dict)
+    name = check.get(entry, "file", str, section)
+    size = check.get(entry, "bytes", int, section)
+    digest = check.get(entry, "sha256", str, section)
+    if Path(name).name != name:
+        check.fail(f"{section}.file", f"must be a file name inside the model folder, got {name!r}")
+    file = folder / name
+    end = f"; {hint}" if hint else ""
+    if not file.is_file():
+        raise ModelError(f"{file}: missing (named by {folder / META_FILE} field "
+                         f"'{section}.file'){end}")
+    data = file.read_bytes()
+    if len(data) != size:
+        raise ModelError(f"{file}: truncated or altered: {len(data)} bytes, model.yaml field "
+                         f"'{section}.bytes' says {size}{end}")
+    if sha256_of(data) != digest:
+        raise ModelError(f"{file}: corrupt: its sha256 differs from model.yaml field "
+                         f"'{section}.sha256'{end}")
+    return data
+
+
 def _read_meta(path: Path) -> dict[str, Any]:
     meta_path = path / META_FILE
     if not path.is_dir():
         raise ModelError(f"{path}: no such model folder")
     if not meta_path.is_file():
-        raise ModelError(f"{meta_path}: missing (a model folder holds {META_FILE} and "
-                         f"{WEIGHTS_FILE}, as written by emg-msk train)")
+        raise ModelError(f"{meta_path}: missing (a model folder holds {META_FILE}, {ONNX_FILE} "
+                         f"and {WEIGHTS_FILE}, as written by emg-msk train)")
     try:
         meta = yaml.safe_load(meta_path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:

@@ -12,7 +12,9 @@ from two overlapping windows are identical: K consecutive outputs form one traje
 can be differentiated in time (velocity, acceleration) for the equation of motion.
 
 Scaling lives inside the module (angle = mean + scale·z, force = F_scale·softplus(z)), so the
-exported TorchScript takes excitations and gives physical units directly.
+exported model (TorchScript ``model.pt``, ONNX ``model.onnx``) takes excitations and gives
+physical units directly. :meth:`PICNN.onnx_io` names the exported graph's input and outputs
+(the contract every model kind meets: :mod:`emg_msk_ros.learning.runtime`).
 """
 
 from __future__ import annotations
@@ -60,6 +62,12 @@ class PICNN(nn.Module):
         angle = self.angle_mean + self.angle_scale * z[:, :1]
         force = self.force_scale * functional.softplus(z[:, 1:])
         return torch.cat([angle, force], dim=1)
+
+    def onnx_io(self) -> tuple[dict[str, tuple[int, int]], dict[str, int]]:
+        """The exported graph's inputs, name -> (channels, steps), in ``forward``'s argument
+        order, and outputs, name -> rows of ``forward``'s (B, rows, K) result, in row order."""
+        return ({"excitation": (self.n_channels, self.window)},
+                {"angle": 1, "force": self.n_muscles})
 
 
 def parameter_count(module: nn.Module) -> int:

@@ -34,16 +34,18 @@ from tqdm import tqdm
 from emg_msk_ros.io.recording import Recording
 from emg_msk_ros.learning import dataset as ds
 from emg_msk_ros.learning.export import (
-    ModelDir,
     ModelError,
+    OnnxExport,
+    export_onnx,
     plain,
     preset_document,
     save_model_dir,
-    torchscript,
 )
 from emg_msk_ros.learning.inference import Estimator, estimate_offline
+from emg_msk_ros.learning.metadata import ModelMeta
 from emg_msk_ros.learning.metrics import score
-from emg_msk_ros.learning.model import PICNN, parameter_count
+from emg_msk_ros.learning.model import parameter_count
+from emg_msk_ros.learning.runtime import SECTION
 from emg_msk_ros.learning.settings import (
     TrainingSettings,
     load_training_settings,
@@ -61,15 +63,16 @@ class TrainedModel:
 
     result: TrainResult
     meta: dict[str, Any]
-    estimator: Estimator  # in memory, same code path as a loaded model
+    estimator: Estimator  # in memory, same code path (ONNX Runtime) as a loaded model
+    exported: OnnxExport  # the graph the estimator runs
 
     def save(self, path: str | Path) -> Path:
-        """Write the model folder (model.pt + model.yaml); refused for a diagnostic model
-        trained on true activations, which could not run on EMG."""
+        """Write the model folder (model.pt + model.onnx + model.yaml); refused for a
+        diagnostic model trained on true activations, which could not run on EMG."""
         if self.meta["training"]["inputs"] != "EMG":
             raise ds.DataError(f"a model trained on {self.meta['training']['inputs']} is a "
                                "diagnostic and is not saved")
-        return save_model_dir(path, self.result.model, self.meta)
+        return save_model_dir(path, self.result.model, self.meta, self.exported)
 
 
 def _segments(trials: list[ds.Trial], val_trials: list[ds.Trial] | None,
@@ -112,14 +115,15 @@ def validation_metrics(estimator: Estimator, trials: Sequence[ds.Trial],
                   for trial, segs in zip(trials, segments) if segs], estimator.preset)
 
 
-def in_memory_estimator(model: PICNN, meta: dict[str, Any], preset: Preset,
+def in_memory_estimator(exported: OnnxExport, meta: dict[str, Any], preset: Preset,
                         conditioning: ConditioningSettings,
                         calibration: Calibration) -> Estimator:
-    """An :class:`Estimator` of a model that is not saved yet (scripted like the export)."""
-    with torchscript():
-        module = torch.jit.script(model.eval())
-    return Estimator(ModelDir(path=Path("<in memory>"), meta=meta, module=module, preset=preset,
-                              conditioning=conditioning, calibration=calibration))
+    """An :class:`Estimator` of a model that is not saved yet: its exported graph in ONNX
+    Runtime, as a saved one runs."""
+    path = Path("<in memory>")
+    return Estimator(ModelMeta(path=path, meta={**meta, SECTION: exported.section()},
+                               preset=preset, conditioning=conditioning,
+                               calibration=calibration), exported.session(str(path)))
 
 
 def train_on_recordings(recordings: Sequence[Recording], names: Sequence[str], preset: Preset,
@@ -213,9 +217,10 @@ def train_on_recordings(recordings: Sequence[Recording], names: Sequence[str], p
             "settings": settings.to_mapping(),
         },
     }
-    estimator = in_memory_estimator(result.model, meta, preset, conditioning, stored)
+    exported = export_onnx(result.model)
+    estimator = in_memory_estimator(exported, meta, preset, conditioning, stored)
     meta["metrics"] = {"validation": validation_metrics(estimator, val_trials, val_segments)}
-    return TrainedModel(result=result, meta=meta, estimator=estimator)
+    return TrainedModel(result=result, meta=meta, estimator=estimator, exported=exported)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

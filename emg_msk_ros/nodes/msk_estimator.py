@@ -1,8 +1,9 @@
 """``msk_estimator``: ``emg/envelope`` → joint and muscle estimates with a trained model.
 
 Keeps the last ``window`` excitation samples and, for every new one once the window is full,
-runs the model (:mod:`emg_msk_ros.learning.inference`) and publishes, stamped with that envelope
-sample's stamp (the acquisition time of the newest EMG sample it derives from):
+runs the model (:mod:`emg_msk_ros.learning.inference`: ONNX Runtime, no torch) and publishes,
+stamped with that envelope sample's stamp (the acquisition time of the newest EMG sample it
+derives from):
 
 - ``msk/joint_states`` (sensor_msgs/JointState): position = angle (rad), velocity (rad/s),
   effort = net muscle moment (N·m);
@@ -28,7 +29,6 @@ import math
 import time
 
 import numpy as np
-import torch
 from geometry_msgs.msg import Point
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
@@ -168,12 +168,11 @@ class MskEstimator(Node):
         frame_id = declare(self, "frame_id", "emg_msk", "frame of msk/markers")
         self.markers_every = declare(self, "markers_every", 1, "publish msk/markers for every "
                                      "n-th estimate (1: at the model rate)", low=1, high=1000)
-        threads = declare(self, "torch_threads", 1, "torch CPU threads for inference (one is "
-                          "fastest for this model size; the setting is per process)", low=1,
-                          high=64)
+        threads = declare(self, "inference_threads", 1, "ONNX Runtime CPU threads of the "
+                          "network (one is fastest at this size and leaves the CPU to the other "
+                          "nodes)", low=1, high=64)
         depth, period, stale = declare_common(self)
-        torch.set_num_threads(threads)
-        self.estimator: Estimator = load_model(resolve_model(model))
+        self.estimator: Estimator = load_model(resolve_model(model), threads)
         if calibration_file:
             self._use_rest_levels(Calibration.load(calibration_file), calibration_file)
         self.health = Health(self, "musculoskeletal estimate", period=period,
