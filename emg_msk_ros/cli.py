@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("emg_msk_ros.learning.train", "train a (physics-informed) model on sessions"),
     "evaluate": ("emg_msk_ros.learning.evaluate", "score a model on a session"),
     "run": ("emg_msk_ros.runner", "run the node graph in one process"),
+    "stream": ("emg_msk_ros.io.lsl_stream",
+               "play a session as an LSL outlet in real time, as an amplifier does"),
     "demo": ("emg_msk_ros.demo", "simulate, replay through the graph, report"),
 }
 
