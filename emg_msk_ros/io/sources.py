@@ -216,6 +216,7 @@ class LslSource:
     FORGET_AFTER = 2.0  # s after which the resolver no longer lists a stream that went away
     CONNECT_WAIT = 2.0  # s for each step of connecting (info, stream, clock offset)
     PULL_WAIT = 0.1  # s a pull waits for a first sample (how soon a stop is seen)
+    CATCH_UP_WAIT = 0.0002  # s a pull waits for samples already acquired but still in flight
     SILENCE_REPORT = 0.5  # s without samples between reports of a silent stream
 
     def __init__(self, name: str, timeout: float = 5.0, *, scale: float = 1.0,
@@ -242,6 +243,7 @@ class LslSource:
         self._inlet = None
         self._uid = ""
         self._offset_ns = 0
+        self._correction = 0.0  # s to add to the sender's LSL times to get this clock's
         self._indexer: TimestampIndexer | None = None
 
     @staticmethod
@@ -316,6 +318,7 @@ class LslSource:
             self._set_state(f"{self._what} found but not reachable ({exc}); retrying")
             return False
         self._offset_ns = time.time_ns() - round((lsl.local_clock() - correction) * 1e9)
+        self._correction = correction
         self.channel_names, self.sample_rate = channels, rate
         self.units = self._units(full, len(channels))
         if self._indexer is None:
@@ -357,6 +360,29 @@ class LslSource:
         self._resolver = None
         self.state = "closed"
 
+    def _pull(self) -> tuple[np.ndarray, np.ndarray]:
+        """(samples, LSL timestamps) that have arrived, waiting up to PULL_WAIT s for the first.
+
+        The inlet hands samples over one by one as it unpacks them, so a pull woken by the first
+        sample of an amplifier's chunk would often split it. So while the clock says samples
+        newer than the last pulled have been acquired, they are waited for (at most
+        CATCH_UP_WAIT s per pull: a chunk in flight takes microseconds).
+        """
+        data, stamps = self._inlet.pull_chunk(timeout=self.PULL_WAIT, max_samples=self.max_chunk,
+                                              min_samples=1, as_numpy=True)
+        while 0 < len(stamps) < self.max_chunk:
+            acquired = int((self._lsl.local_clock() - self._correction - stamps[-1])
+                           * self.sample_rate)
+            if acquired < 1:
+                break
+            more, more_stamps = self._inlet.pull_chunk(
+                timeout=self.CATCH_UP_WAIT, as_numpy=True,
+                max_samples=min(acquired, self.max_chunk - len(stamps)))
+            if not len(more_stamps):
+                break
+            data, stamps = np.concatenate([data, more]), np.concatenate([stamps, more_stamps])
+        return data, stamps
+
     def stream(self, start_ns: int, stop: threading.Event) -> Iterator[Chunk]:
         """Yield chunks as they arrive (until ``stop``); reconnect when the stream comes back."""
         if self._lsl is None:
@@ -376,9 +402,7 @@ class LslSource:
                 last_sample = silence_reported = time.monotonic()
                 restarted = self._indexer.next_index is not None
             try:
-                data, stamps = self._inlet.pull_chunk(
-                    timeout=self.PULL_WAIT, max_samples=self.max_chunk, min_samples=1,
-                    as_numpy=True)
+                data, stamps = self._pull()
             except lost:
                 self._gone.add(self._uid)
                 self._disconnect()
