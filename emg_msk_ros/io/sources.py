@@ -216,7 +216,6 @@ class LslSource:
     FORGET_AFTER = 2.0  # s after which the resolver no longer lists a stream that went away
     CONNECT_WAIT = 2.0  # s for each step of connecting (info, stream, clock offset)
     PULL_WAIT = 0.1  # s a pull waits for a first sample (how soon a stop is seen)
-    CATCH_UP_WAIT = 0.0002  # s a pull waits for samples already acquired but still in flight
     SILENCE_REPORT = 0.5  # s without samples between reports of a silent stream
 
     def __init__(self, name: str, timeout: float = 5.0, *, scale: float = 1.0,
@@ -364,9 +363,9 @@ class LslSource:
         """(samples, LSL timestamps) that have arrived, waiting up to PULL_WAIT s for the first.
 
         The inlet hands samples over one by one as it unpacks them, so a pull woken by the first
-        sample of an amplifier's chunk would often split it. So while the clock says samples
-        newer than the last pulled have been acquired, they are waited for (at most
-        CATCH_UP_WAIT s per pull: a chunk in flight takes microseconds).
+        sample of an amplifier's chunk may split it. So while the clock says samples newer than
+        the last pulled have been acquired, those queued meanwhile are taken too (without
+        waiting: a sample still in flight comes with the next message rather than late).
         """
         data, stamps = self._inlet.pull_chunk(timeout=self.PULL_WAIT, max_samples=self.max_chunk,
                                               min_samples=1, as_numpy=True)
@@ -376,7 +375,7 @@ class LslSource:
             if acquired < 1:
                 break
             more, more_stamps = self._inlet.pull_chunk(
-                timeout=self.CATCH_UP_WAIT, as_numpy=True,
+                timeout=0.0, as_numpy=True,
                 max_samples=min(acquired, self.max_chunk - len(stamps)))
             if not len(more_stamps):
                 break

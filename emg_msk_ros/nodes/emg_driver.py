@@ -157,10 +157,13 @@ class EmgDriver(LifecycleNode):
         self.health.error = None
         self.publisher = self.create_lifecycle_publisher(EmgArray, TOPIC_RAW, self._qos)
         if source.channel_names:
-            self.get_logger().info(
-                f"source {self.param('source')}: {len(source.channel_names)} channels "
-                f"({', '.join(source.channel_names)}) at {source.sample_rate:g} Hz")
+            self._announce(source)
         return TransitionCallbackReturn.SUCCESS
+
+    def _announce(self, source) -> None:
+        self.get_logger().info(
+            f"source {self.param('source')}: {len(source.channel_names)} channels "
+            f"({', '.join(source.channel_names)}) at {source.sample_rate:g} Hz")
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         result = super().on_activate(state)
@@ -221,6 +224,7 @@ class EmgDriver(LifecycleNode):
             return
         source = self.source
         template = None  # an LSL stream's channels are known once it has been found
+        announced = bool(source.channel_names)  # logged at configure
         self.stream_start_ns = time.time_ns()
         self.streaming = True
         try:
@@ -232,6 +236,8 @@ class EmgDriver(LifecycleNode):
                                         channel_names=list(source.channel_names),
                                         unit=EmgArray.UNIT_VOLT)
                     template.header.frame_id = self.param("frame_id")
+                    if not announced:
+                        self._announce(source)
                 self.publish_chunk(template, chunk)
                 self._last_problem = None
             if not self._stopping():
