@@ -78,8 +78,8 @@ def test_a_session_streamed_over_lsl_gives_the_offline_estimates(tmp_path, pylsl
     decimation = round(recording.sample_rate / estimator.model_rate)
     raw_index = output_raw_index(offline["index"], decimation)
     # stamps within 1 µs: each chunk's LSL timestamp is a float64 s on the sender's clock
-    np.testing.assert_allclose(live["stamp_ns"] - start_ns, raw_index * 1e9 / recording.sample_rate,
-                               rtol=0, atol=1e3)
+    np.testing.assert_allclose(live["stamp_ns"] - start_ns,
+                               raw_index * 1e9 / recording.sample_rate, rtol=0, atol=1e3)
     # tolerances as in test_e2e: float32 messages, float32 network arithmetic
     np.testing.assert_allclose(live["angle"], offline["angle"], rtol=0, atol=1e-5)
     np.testing.assert_allclose(live["force"], offline["force"], rtol=1e-4, atol=1e-3)

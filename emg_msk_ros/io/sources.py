@@ -18,7 +18,6 @@ Stamps are integer ns on the system clock (``time.time_ns()``, ROS's system time
 
 from __future__ import annotations
 
-import importlib
 import threading
 import time
 from collections.abc import Callable, Iterator
