@@ -18,6 +18,7 @@ Stamps are integer ns on the system clock (``time.time_ns()``, ROS's system time
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -199,7 +200,8 @@ class LslSource:
     other EMG streams do not get in the way. :meth:`open` waits up to ``timeout`` s for it; a
     stream not there yet, or one that goes away, is waited for while streaming (``state`` says
     what the source is doing; ``report`` is called with each problem). A stream that comes back
-    must have the same channels and rate.
+    (a restarted app: a new outlet; or the same one after a network break, once the resolver
+    still lists it after it would have forgotten it) must have the same channels and rate.
 
     Chunks are what has arrived when the source pulls (at most ``max_chunk`` samples), so the
     amplifier's own chunking sets the latency. LSL timestamps (the sender's ``local_clock``, s)
@@ -237,7 +239,9 @@ class LslSource:
         self._what = f"LSL stream of type EMG named {name!r}" if name else "LSL stream of type EMG"
         self._lsl = None
         self._resolver = None
-        self._gone: set[str] = set()  # uids of outlets lost or refused (a new outlet has a new uid)
+        # outlet uid -> time.monotonic() until which it is passed over: a refused outlet for
+        # good, a lost one until the resolver would have forgotten it were it gone
+        self._skip: dict[str, float] = {}
         self._inlet = None
         self._uid = ""
         self._offset_ns = 0
@@ -284,7 +288,8 @@ class LslSource:
         end = time.monotonic() + wait
         while True:
             for info in self._resolver.results():
-                if (not self.name or info.name() == self.name) and info.uid() not in self._gone:
+                if ((not self.name or info.name() == self.name)
+                        and self._skip.get(info.uid(), 0.0) <= time.monotonic()):
                     return info
             if time.monotonic() >= end or (stop or threading.Event()).wait(0.02):
                 return None
@@ -294,7 +299,7 @@ class LslSource:
         lsl = self._lsl
         rate = float(info.nominal_srate())
         if not rate > 0:
-            self._gone.add(info.uid())
+            self._skip[info.uid()] = math.inf
             self._set_state(f"{self._what} has an irregular rate; not used")
             return False
         inlet = lsl.StreamInlet(info, recover=False)
@@ -307,7 +312,7 @@ class LslSource:
                     f"at {rate:g} Hz instead of {len(self.channel_names)} "
                     f"({', '.join(self.channel_names)}) at {self.sample_rate:g} Hz; not used")
                 inlet.close_stream()
-                self._gone.add(info.uid())
+                self._skip[info.uid()] = math.inf
                 return False
             inlet.open_stream(timeout=self.CONNECT_WAIT)
             correction = inlet.time_correction(timeout=self.CONNECT_WAIT)
@@ -402,7 +407,8 @@ class LslSource:
             try:
                 data, stamps = self._pull()
             except lost:
-                self._gone.add(self._uid)
+                # still listed after it would have been forgotten: it is back (a network break)
+                self._skip[self._uid] = time.monotonic() + self.FORGET_AFTER + self.RESOLVE_WAIT
                 self._disconnect()
                 self._set_state(f"{self._what} lost; waiting for it to come back")
                 continue
