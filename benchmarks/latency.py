@@ -1,6 +1,7 @@
 """End-to-end latency and CPU of the node graph at 2 kHz × 8 channels in 10-sample chunks.
 
-``emg-msk bench latency [--json] [--duration S] [--channels 8] [--executor events]``
+``emg-msk bench latency [--json] [--duration S] [--channels 8] [--executor events]
+[--source bag|lsl]``
 
 The graph (emg_driver → emg_conditioner → msk_estimator → assist_controller) runs in this
 process exactly as ``emg-msk run`` builds it; a *separate process* subscribes to its outputs and
@@ -24,6 +25,20 @@ With ``--channels 8`` (default) the model is the default knee model's architectu
 weight values); ``--channels 0`` uses the default model as it is. ``--duration 600`` is the
 long-run memory check: RSS is sampled every second and its growth after the first minute is
 reported (MB/min, least squares).
+
+``--source lsl`` feeds the graph through Lab Streaming Layer (loopback config, see
+``config/lsl_api.cfg``) instead of a replayed bag: ``emg-msk stream`` plays the same synthetic
+session in another process as an amplifier's LSL app would (10-sample chunks pushed as each
+chunk's last sample falls due, stamped with its acquisition time on the LSL clock), and the
+driver reads it with its ``lsl`` source. The EMG stamp is then the outlet's timestamp, so
+``estimate`` and ``command`` run from the outlet's timestamp of the newest sample used. Also
+reported, over the same window:
+
+- ``LSL hop (driver)``: outlet timestamp of a pulled chunk's newest sample → the driver's
+  source hands the chunk over (inlet, pull, index and stamps, in the graph's process);
+- ``bare pylsl push->pull``: the same, for a bare pylsl inlet on the same outlet in a third
+  process that only pulls, told the chunk size (the baseline), and the ratio of the two (p50
+  and p99).
 """
 
 from __future__ import annotations
@@ -31,7 +46,9 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -65,9 +82,11 @@ def widened_model(base: Path, channels: int, out: Path) -> Path:
     muscles = [dict(m, name=f"{m['name']}_{k + 1}", channel=f"{m['channel']}{k + 1}")
                for k in range(factor) for m in document["muscles"]]
     document["muscles"] = muscles
-    references = meta["calibration"]["references_v"]
-    meta["calibration"]["references_v"] = {
-        m["channel"]: references[m["channel"][:-1]] for m in muscles}
+    for levels in ("references_v", "rest_v"):  # per channel: each copy gets its original's
+        if levels in meta["calibration"]:
+            by_channel = meta["calibration"][levels]
+            meta["calibration"][levels] = {
+                m["channel"]: by_channel[m["channel"][:-1]] for m in muscles}
     meta["channel_names"] = [m["channel"] for m in muscles]
     meta["muscles"] = [m["name"] for m in muscles]
     for table in (meta["normalisation"], meta["physics"]["learned"]):  # per muscle or channel
@@ -163,6 +182,9 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
                                 rate=1.0, loop=True)
     for name in ("emg_conditioner", "msk_estimator"):
         config[name]["model"] = str(model)
+    feed = LslFeed(session, work) if args.source == "lsl" else None
+    if feed is not None:
+        config["emg_driver"].update(feed.driver_parameters())
     samples = work / "probe.npz"
     child = subprocess.Popen([sys.executable, __file__, "--probe", str(samples)],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -170,6 +192,8 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
         if child.stdout.readline().strip() != "ready":
             raise RuntimeError("the probe process did not start")
         with Graph(config, executor=args.executor) as graph:
+            if feed is not None:
+                feed.time_driver(graph.driver)
             joint_pub = graph.nodes["msk_estimator"].joint_publisher
             graph.start()
             while joint_pub.get_subscription_count() < 2:  # the controller and the probe
@@ -188,8 +212,105 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
     finally:
         child.stdin.close()
         child.wait(timeout=60)
+        if feed is not None:
+            feed.close()
     cpu = (end.ru_utime - usage.ru_utime + end.ru_stime - usage.ru_stime) / wall
-    return summarise(np.load(samples), window, cpu, np.array(rss), counts, estimator, args)
+    result = summarise(np.load(samples), window, cpu, np.array(rss), counts, estimator, args)
+    if feed is not None:
+        feed.summarise(window, result)
+    return result
+
+
+class LslFeed:
+    """``--source lsl``: the session played as an LSL outlet by ``emg-msk stream`` (another
+    process), read by the driver and, for the baseline, by a bare pylsl inlet (a third one)."""
+
+    def __init__(self, session: Path, work: Path) -> None:
+        from emg_msk_ros.io import lsl_config
+
+        note = lsl_config.use_loopback()  # inherited by both processes
+        if note:
+            print(f"emg-msk bench latency: {note}", file=sys.stderr)
+        self.name = f"emg_msk_bench_{os.getpid()}"
+        self.hops: list[tuple[int, int]] = []  # (newest sample's stamp, hop), ns
+        self.streamer = subprocess.Popen(
+            [sys.executable, "-m", "emg_msk_ros.cli", "stream", str(session), "--name", self.name,
+             "--chunk", str(CHUNK), "--loop"],
+            stdout=subprocess.DEVNULL, cwd=work)
+        self.bare_out = work / "bare.npz"
+        self.bare = subprocess.Popen([sys.executable, __file__, "--bare-inlet", self.name,
+                                      str(self.bare_out)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        if self.bare.stdout.readline().strip() != "ready":
+            self.close()
+            raise RuntimeError("the bare pylsl inlet did not find the stream")
+
+    def driver_parameters(self) -> dict:
+        return {"source": "lsl", "lsl_name": self.name, "lsl_timeout": 30.0}
+
+    def time_driver(self, driver) -> None:
+        """Note, for each chunk the driver's source hands over, how long after the outlet's
+        timestamp of its newest sample that happens."""
+        source, hops = driver.source, self.hops
+        pulled = source.stream
+
+        def timed(start_ns, stop):
+            for chunk in pulled(start_ns, stop):
+                newest = chunk.stamp_ns + round((chunk.data.shape[0] - 1) * 1e9
+                                                / source.sample_rate)
+                hops.append((newest, time.time_ns() - newest))
+                yield chunk
+
+        source.stream = timed
+
+    def close(self) -> None:
+        if self.bare.stdin:
+            self.bare.stdin.close()
+        self.bare.wait(timeout=60)
+        self.streamer.send_signal(signal.SIGINT)
+        self.streamer.wait(timeout=60)
+
+    def summarise(self, window, result: dict) -> None:
+        """Add the LSL hop, the bare push->pull and their ratio to ``result``."""
+        def within(rows):
+            rows = np.asarray(rows, dtype=np.int64).reshape(-1, 2)
+            return rows[(rows[:, 0] >= window[0]) & (rows[:, 0] <= window[1]), 1] / 1e6
+
+        latency = result["latency_ms"]
+        latency.pop("emg/raw hop (from release)")  # LSL chunks are not all of CHUNK samples
+        hop = latency["LSL hop (driver)"] = percentiles(within(self.hops))
+        bare = latency["bare pylsl push->pull"] = percentiles(
+            within(np.load(self.bare_out)["rows"]))
+        result["source"] = "lsl"
+        result["lsl_hop_over_bare"] = {q: hop[q] / bare[q] for q in ("p50", "p99")}
+
+
+def bare_inlet(name: str, out: str) -> int:
+    """The baseline: a bare pylsl inlet that only pulls, in chunks of the CHUNK samples it knows
+    the outlet pushes, noting (newest sample's outlet timestamp, pull time - that timestamp) on
+    the system clock (ns) until stdin closes."""
+    import threading
+
+    from emg_msk_ros.io import lsl_config
+
+    pylsl = lsl_config.import_pylsl()
+    found = pylsl.resolve_byprop("name", name, timeout=30.0)
+    if not found:
+        return 1
+    inlet = pylsl.StreamInlet(found[0], recover=False)
+    inlet.open_stream(timeout=10.0)
+    offset_ns = time.time_ns() - round(pylsl.local_clock() * 1e9)  # same machine: same clock
+    stop = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+    print("ready", flush=True)
+    rows = []
+    while not stop.is_set():
+        _, stamps = inlet.pull_chunk(timeout=0.1, max_samples=CHUNK, as_numpy=True)
+        if len(stamps):
+            now = pylsl.local_clock()
+            rows.append((round(stamps[-1] * 1e9) + offset_ns, round((now - stamps[-1]) * 1e9)))
+    np.savez(out, rows=np.array(rows, dtype=np.int64).reshape(-1, 2))
+    return 0
 
 
 def summarise(samples, window, cpu: float, rss: np.ndarray, counts: dict, estimator,
@@ -234,10 +355,14 @@ def summarise(samples, window, cpu: float, rss: np.ndarray, counts: dict, estima
 def print_table(result: dict) -> None:
     print(f"end-to-end latency: {result['channels']} channels x {result['sample_rate_hz']:g} Hz, "
           f"{result['chunk']}-sample chunks, model {result['model_rate_hz']:g} Hz, "
-          f"{result['executor']} executor, {result['duration_s']:g} s")
+          f"{result['executor']} executor, {result['duration_s']:g} s"
+          + (", over LSL (EMG stamp: the outlet's timestamp)" if "source" in result else ""))
     print(f"{'path':34s} {'n':>7s} {'p50 ms':>8s} {'p99 ms':>8s} {'max ms':>8s}")
     for name, row in result["latency_ms"].items():
         print(f"{name:34s} {row['n']:7d} {row['p50']:8.2f} {row['p99']:8.2f} {row['max']:8.2f}")
+    if "lsl_hop_over_bare" in result:
+        ratio = result["lsl_hop_over_bare"]
+        print(f"LSL hop / bare pylsl push->pull: p50 {ratio['p50']:.2f}x, p99 {ratio['p99']:.2f}x")
     print(f"estimates expected in the window: {result['estimates_expected']}; dropped samples "
           f"or messages in the graph: {result['dropped'] or 'none'}")
     mem = result["rss_mb"]
@@ -256,10 +381,16 @@ def main(argv: list[str]) -> int:
                         help="EMG channels (the default model widened); 0: the model as is")
     parser.add_argument("--model", default="knee", help="base model (default: knee)")
     parser.add_argument("--executor", choices=("events", "single", "multi"), default="events")
+    parser.add_argument("--source", choices=("bag", "lsl"), default="bag",
+                        help="EMG replayed from a bag by the driver, or played as an LSL outlet "
+                             "by emg-msk stream and read over LSL")
     parser.add_argument("--probe", help=argparse.SUPPRESS)
+    parser.add_argument("--bare-inlet", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.probe:
         return probe(args.probe)
+    if args.bare_inlet:
+        return bare_inlet(*args.bare_inlet)
     from emg_msk_ros.demo import keep_dds_local
 
     for note in keep_dds_local():

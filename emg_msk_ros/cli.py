@@ -26,6 +26,7 @@ NEEDS: dict[str, tuple[tuple[str, ...], str]] = {
     "torch": (("torch", "onnx"), "pip install torch==2.13.0, then pip install '.[train]' in a "
               "clone (README: Without ROS)"),
     "onnxruntime": (("onnxruntime",), "pip install . (ONNX Runtime serves the models)"),
+    "pylsl": (("pylsl",), "pip install '.[lsl]' (its wheel bundles liblsl)"),
 }
 
 
@@ -57,6 +58,9 @@ COMMANDS: dict[str, Command] = {
                         ("torch",)),
     "run": Command("emg_msk_ros.runner", "run the node graph in one process",
                    ("ROS 2", "onnxruntime")),
+    "stream": Command("emg_msk_ros.io.lsl_stream",
+                      "play a session as an LSL outlet in real time, as an amplifier does",
+                      ("pylsl",)),
     "demo": Command("emg_msk_ros.demo", "simulate, replay through the graph, report",
                     ("ROS 2", "onnxruntime")),
 }

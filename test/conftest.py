@@ -1,4 +1,4 @@
-"""Shared fixtures. Every test process keeps DDS on loopback with a domain of its own."""
+"""Shared fixtures. Every test process keeps DDS (in a domain of its own) and LSL on loopback."""
 
 from __future__ import annotations
 
@@ -14,6 +14,11 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+
+from emg_msk_ros.io import lsl_config  # noqa: E402
+
+# Before anything can load liblsl: LSL stays on loopback (the package's lsl_api.cfg).
+os.environ[lsl_config.ENV] = str(lsl_config.loopback_config())
 
 TEST_DATA = Path(__file__).resolve().parent / "data"
 
@@ -73,3 +78,17 @@ def executor(rclpy_context):
             executor.remove_node(node)
             node.destroy_node()
         executor.shutdown()
+
+
+@pytest.fixture(scope="session")
+def pylsl():
+    """pylsl, once liblsl has loaded the loopback-only config (a test using it fails if not)."""
+    module = lsl_config.import_pylsl()
+    assert lsl_config.loaded().path.resolve() == lsl_config.loopback_config().resolve()
+    return module
+
+
+@pytest.fixture
+def lsl_name(request) -> str:
+    """A stream name of this test and process only (parallel runs share the loopback)."""
+    return f"emg_msk_test_{request.node.name[:40]}_{os.getpid()}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import threading
-import types
 
 import numpy as np
 import pytest
@@ -128,93 +127,3 @@ def test_lsl_without_pylsl_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "pylsl", None)  # import pylsl raises ImportError
     with pytest.raises(sources.SourceError, match="pip install pylsl"):
         sources.LslSource("amp").open()
-
-
-class _Xml:
-    """The part of pylsl's XMLElement the source reads: channels/channel/label."""
-
-    def __init__(self, labels=(), index=0, name="root"):
-        self.labels, self.index, self.name = list(labels), index, name
-
-    def child(self, name):
-        return _Xml(self.labels, 0, name)
-
-    def empty(self):
-        return self.name == "channel" and self.index >= len(self.labels)
-
-    def child_value(self, name):
-        return self.labels[self.index]
-
-    def next_sibling(self):
-        return _Xml(self.labels, self.index + 1, self.name)
-
-
-def fake_pylsl(streams, chunks, local_clock=100.0, correction=0.5):
-    """A stand-in for pylsl with the calls LslSource makes (resolve, inlet, clock)."""
-
-    class Info:
-        def __init__(self, name, rate, labels):
-            self._name, self._rate, self._labels = name, rate, labels
-
-        def name(self):
-            return self._name
-
-        def nominal_srate(self):
-            return self._rate
-
-        def channel_count(self):
-            return len(self._labels)
-
-        def desc(self):
-            return _Xml(self._labels)
-
-    infos = [Info(*s) for s in streams]
-
-    class Inlet:
-        def __init__(self, info, max_chunklen):
-            self._info, self._chunks = info, list(chunks)
-
-        def info(self, timeout):
-            return self._info
-
-        def time_correction(self, timeout):
-            return correction
-
-        def pull_chunk(self, timeout, max_samples):
-            return self._chunks.pop(0) if self._chunks else ([], [])
-
-        def close_stream(self):
-            pass
-
-    module = types.ModuleType("pylsl")
-    module.resolve_byprop = lambda prop, value, timeout: infos if value == "EMG" else []
-    module.StreamInlet = Inlet
-    module.local_clock = lambda: local_clock
-    return module
-
-
-def test_lsl_stream_not_found_lists_the_streams_seen(monkeypatch):
-    monkeypatch.setitem(sys.modules, "pylsl", fake_pylsl([("other", 1000.0, ["A"])], []))
-    with pytest.raises(sources.SourceError, match=r"named 'amp'.*other"):
-        sources.LslSource("amp", timeout=0.1).open()
-
-
-def test_lsl_maps_timestamps_to_the_system_clock_and_counts_samples(monkeypatch):
-    chunks = [([[1.0, 2.0], [3.0, 4.0]], [50.0, 50.001]), ([[5.0, 6.0]], [50.002])]
-    monkeypatch.setitem(sys.modules, "pylsl", fake_pylsl([("amp", 1000.0, ["RF", "BF"])],
-                                                          chunks, local_clock=100.0,
-                                                          correction=0.5))
-    monkeypatch.setattr(sources.time, "time", lambda: 1000.0)
-    source = sources.LslSource("amp", scale=1e-6)
-    source.open()
-    assert source.channel_names == ["RF", "BF"] and source.sample_rate == 1000.0
-    stop = threading.Event()
-    stream = source.stream(0, stop)
-    first, second = next(stream), next(stream)
-    # system time = lsl stamp + time correction + (system clock - lsl local clock)
-    assert first.stamp_ns == round((50.0 + 0.5 + 900.0) * 1e9)
-    assert second.stamp_ns == round((50.002 + 0.5 + 900.0) * 1e9)
-    assert (first.first_sample_index, second.first_sample_index) == (0, 2)
-    np.testing.assert_allclose(first.data, [[1e-6, 2e-6], [3e-6, 4e-6]])
-    stop.set()
-    assert list(stream) == []

@@ -9,14 +9,16 @@ available in real time and returns when the source is exhausted or ``stop`` is s
   looping. Stream sample ``k`` (counted from the start offset, continuing across loops) has
   stamp ``start_ns + k / sample_rate`` and is released at wall time
   ``start_ns + k / (sample_rate · rate)``: at ``rate`` 1 the stamp is the acquisition time.
-- :class:`LslSource` reads a Lab Streaming Layer stream of type ``EMG`` (``pylsl``, optional).
+- :class:`LslSource` reads a Lab Streaming Layer stream of type ``EMG`` (``pylsl``), waiting
+  for it and reconnecting when it comes back; its indices follow the LSL timestamps
+  (:class:`TimestampIndexer`), so gaps show as jumps as they do in a replayed bag.
 
 Stamps are integer ns on the system clock (``time.time_ns()``, ROS's system time).
 """
 
 from __future__ import annotations
 
-import importlib
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -145,90 +147,287 @@ def bag_recording(path: str | Path) -> Recording:
     return read_recording(path)
 
 
+class TimestampIndexer:
+    """Stream indices of chunks from the acquisition time of their first sample.
+
+    Indices run on by the number of samples received while the times agree with the nominal
+    rate; a chunk whose first sample comes more than ``tolerance`` s later than the samples
+    before it predict gets the index its time says, so the samples missing in between show as a
+    jump. After a restart (a new connection) the index jumps by at least one sample: what was
+    lost meanwhile is unknown. Indices never go back.
+    """
+
+    def __init__(self, sample_rate: float, tolerance: float) -> None:
+        if not sample_rate > 0:
+            raise ValueError(f"sample_rate must be > 0 Hz, got {sample_rate}")
+        if not tolerance >= 0:
+            raise ValueError(f"gap tolerance must be >= 0 s, got {tolerance}")
+        self.period_ns = 1e9 / sample_rate
+        self.tolerance = max(0.5, tolerance * sample_rate)  # samples
+        self.next_index: int | None = None  # index the next chunk has without a gap
+        self._last: tuple[int, int] | None = None  # (index, stamp ns) of the last chunk
+
+    def runs(self, stamps: np.ndarray) -> list[tuple[int, int]]:
+        """(begin, end) of the runs of samples in one pull whose LSL timestamps (s) have no gap
+        between them (a pull may hold samples from both sides of a gap)."""
+        steps = np.diff(np.asarray(stamps, dtype=np.float64)) * 1e9 / self.period_ns
+        bounds = [0, *(np.flatnonzero(steps > 1 + self.tolerance) + 1).tolist(), len(stamps)]
+        return list(zip(bounds[:-1], bounds[1:]))
+
+    def place(self, stamp_ns: int, count: int, *, restarted: bool = False) -> tuple[int, int]:
+        """(index of a chunk of ``count`` samples whose first is stamped ``stamp_ns``, samples
+        missing before it)."""
+        if self._last is None:
+            index = 0
+        else:
+            index = self.next_index
+            predicted = self._last[0] + round((stamp_ns - self._last[1]) / self.period_ns)
+            if predicted - index > self.tolerance:
+                index = predicted
+            if restarted:
+                index = max(index, self.next_index + 1)
+        missing = 0 if self.next_index is None else index - self.next_index
+        self._last = (index, stamp_ns)
+        self.next_index = index + count
+        return index, missing
+
+
 class LslSource:
     """A Lab Streaming Layer stream of type ``EMG``, found by name (``pylsl`` required).
 
-    LSL timestamps (the sender's ``local_clock``, s) are mapped to the system clock with the
-    inlet's time correction and the offset between ``pylsl.local_clock()`` and
-    ``time.time_ns()`` measured when the stream opens. Channel names come from the stream's
+    A resolver runs in the background from :meth:`open` to :meth:`close` and lists every EMG
+    stream it sees; the source takes the one with its name (an empty name: the first listed), so
+    other EMG streams do not get in the way. :meth:`open` waits up to ``timeout`` s for it; a
+    stream not there yet, or one that goes away, is waited for while streaming (``state`` says
+    what the source is doing; ``report`` is called with each problem). A stream that comes back
+    (a restarted app: a new outlet; or the same one after a network break, once the resolver
+    still lists it after it would have forgotten it) must have the same channels and rate.
+
+    Chunks are what has arrived when the source pulls (at most ``max_chunk`` samples), so the
+    amplifier's own chunking sets the latency. LSL timestamps (the sender's ``local_clock``, s)
+    are mapped to the system clock with the inlet's time correction and the offset between
+    ``pylsl.local_clock()`` and ``time.time_ns()`` measured at each connection; the stream index
+    of each chunk follows from them (:class:`TimestampIndexer`, ``gap_tolerance`` s), so gaps
+    and restarts show as jumps. Channel names come from the stream's
     ``desc/channels/channel/label`` entries (``CH1..CHn`` when absent). Values are taken to be
     volts times ``scale`` (e.g. 1e-6 for a stream in µV).
     """
 
+    RESOLVE_WAIT = 0.5  # s between reports while waiting for the stream
+    FORGET_AFTER = 2.0  # s after which the resolver no longer lists a stream that went away
+    CONNECT_WAIT = 2.0  # s for each step of connecting (info, stream, clock offset)
+    PULL_WAIT = 0.1  # s a pull waits for a first sample (how soon a stop is seen)
+    SILENCE_REPORT = 0.5  # s without samples between reports of a silent stream
+
     def __init__(self, name: str, timeout: float = 5.0, *, scale: float = 1.0,
-                 max_chunk: int = 50) -> None:
+                 max_chunk: int = 100, gap_tolerance: float = 0.005,
+                 report: Callable[[str], None] | None = None) -> None:
         if not timeout > 0:
             raise ValueError(f"lsl timeout must be > 0 s, got {timeout}")
+        if max_chunk < 1:
+            raise ValueError(f"lsl max_chunk must be >= 1 sample, got {max_chunk}")
         self.name = name
         self.timeout = float(timeout)
         self.scale = float(scale)
         self.max_chunk = int(max_chunk)
+        self.gap_tolerance = float(gap_tolerance)
         self.channel_names: list[str] = []
+        self.units: list[str] = []
         self.sample_rate = 0.0
+        self.state = "closed"
+        self._report = report or (lambda problem: None)
+        self._what = f"LSL stream of type EMG named {name!r}" if name else "LSL stream of type EMG"
         self._lsl = None
+        self._resolver = None
+        # outlet uid -> time.monotonic() until which it is passed over: a refused outlet for
+        # good, a lost one until the resolver would have forgotten it were it gone
+        self._skip: dict[str, float] = {}
         self._inlet = None
-        self._offset_s = 0.0
+        self._uid = ""
+        self._offset_ns = 0
+        self._correction = 0.0  # s to add to the sender's LSL times to get this clock's
+        self._indexer: TimestampIndexer | None = None
 
     @staticmethod
     def _import_pylsl():
+        from emg_msk_ros.io import lsl_config
+
         try:
-            return importlib.import_module("pylsl")
+            return lsl_config.import_pylsl()
         except ImportError as exc:
             raise SourceError(
-                "source 'lsl' needs the optional package pylsl (pip install pylsl, or "
-                "pip install 'emg_msk_ros[lsl]'); it is not installed") from exc
+                "source 'lsl' needs the package pylsl (pip install pylsl, or pip install "
+                "'emg_msk_ros[lsl]'); it is not installed") from exc
+        except lsl_config.LslConfigError as exc:
+            raise SourceError(str(exc)) from exc
+
+    def _set_state(self, state: str, *, problem: bool = True) -> None:
+        self.state = state
+        if problem:
+            self._report(state)
 
     def open(self) -> None:
-        """Resolve the stream (waiting up to ``timeout`` s), open an inlet, read its format."""
-        lsl = self._import_pylsl()
-        found = lsl.resolve_byprop("type", "EMG", timeout=self.timeout)
-        names = [info.name() for info in found]
-        matches = [info for info in found if not self.name or info.name() == self.name]
-        if not matches:
-            seen = ", ".join(names) if names else "none"
-            raise SourceError(
-                f"no LSL stream of type EMG named {self.name!r} within {self.timeout:g} s "
-                f"(EMG streams seen: {seen})")
-        info = matches[0]
-        rate = float(info.nominal_srate())
-        if not rate > 0:
+        """Check liblsl's configuration, then wait up to ``timeout`` s for the stream and connect
+        to it; without it, :meth:`stream` keeps looking."""
+        self._lsl = self._import_pylsl()
+        if self._resolver is None:
+            self._resolver = self._lsl.ContinuousResolver(pred="type='EMG'",
+                                                          forget_after=self.FORGET_AFTER)
+        info = self._find(self.timeout)
+        if info is not None and self._connect(info):
+            return
+        if info is not None and not float(info.nominal_srate()) > 0:
             raise SourceError(f"LSL stream {info.name()!r} has an irregular rate; the driver "
                               "needs a fixed sample rate")
-        inlet = lsl.StreamInlet(info, max_chunklen=self.max_chunk)
-        full = inlet.info(timeout=self.timeout)
-        self.channel_names = self._labels(full, info.channel_count())
-        self.sample_rate = rate
-        self._lsl, self._inlet = lsl, inlet
-        self._offset_s = time.time() - lsl.local_clock() + inlet.time_correction(
-            timeout=self.timeout)
+        seen = sorted({i.name() for i in self._resolver.results()})
+        self._set_state(f"waiting for the {self._what} (not found within {self.timeout:g} s; "
+                        f"EMG streams seen: {', '.join(seen) or 'none'})")
+
+    def _find(self, wait: float, stop: threading.Event | None = None):
+        """The info of the stream, if the resolver lists it within ``wait`` s (or ``stop``)."""
+        end = time.monotonic() + wait
+        while True:
+            for info in self._resolver.results():
+                if ((not self.name or info.name() == self.name)
+                        and self._skip.get(info.uid(), 0.0) <= time.monotonic()):
+                    return info
+            if time.monotonic() >= end or (stop or threading.Event()).wait(0.02):
+                return None
+
+    def _connect(self, info) -> bool:
+        """Open an inlet on ``info``; False (and why, in ``state``) if it cannot be used."""
+        lsl = self._lsl
+        rate = float(info.nominal_srate())
+        if not rate > 0:
+            self._skip[info.uid()] = math.inf
+            self._set_state(f"{self._what} has an irregular rate; not used")
+            return False
+        inlet = lsl.StreamInlet(info, recover=False)
+        try:
+            full = inlet.info(timeout=self.CONNECT_WAIT)
+            channels = self._labels(full, info.channel_count())
+            if self.channel_names and (channels, rate) != (self.channel_names, self.sample_rate):
+                self._set_state(
+                    f"{self._what} is back with {len(channels)} channels ({', '.join(channels)}) "
+                    f"at {rate:g} Hz instead of {len(self.channel_names)} "
+                    f"({', '.join(self.channel_names)}) at {self.sample_rate:g} Hz; not used")
+                inlet.close_stream()
+                self._skip[info.uid()] = math.inf
+                return False
+            inlet.open_stream(timeout=self.CONNECT_WAIT)
+            correction = inlet.time_correction(timeout=self.CONNECT_WAIT)
+        except (lsl.util.TimeoutError, lsl.util.LostError) as exc:
+            inlet.close_stream()
+            self._set_state(f"{self._what} found but not reachable ({exc}); retrying")
+            return False
+        self._offset_ns = time.time_ns() - round((lsl.local_clock() - correction) * 1e9)
+        self._correction = correction
+        self.channel_names, self.sample_rate = channels, rate
+        self.units = self._units(full, len(channels))
+        if self._indexer is None:
+            self._indexer = TimestampIndexer(rate, self.gap_tolerance)
+        self._inlet, self._uid = inlet, info.uid()
+        self._set_state(f"connected to LSL stream {info.name()!r} on {info.hostname()}",
+                        problem=False)
+        return True
 
     @staticmethod
-    def _labels(info, count: int) -> list[str]:
-        labels = []
+    def _channels(info, count: int, field: str) -> list[str]:
+        values = []
         channel = info.desc().child("channels").child("channel")
-        while len(labels) < count and not channel.empty():
-            labels.append(channel.child_value("label"))
+        while len(values) < count and not channel.empty():
+            values.append(channel.child_value(field))
             channel = channel.next_sibling()
+        return values
+
+    @classmethod
+    def _labels(cls, info, count: int) -> list[str]:
+        labels = cls._channels(info, count, "label")
         if len(labels) != count or not all(labels) or len(set(labels)) != count:
             return [f"CH{i + 1}" for i in range(count)]
         return labels
 
-    def close(self) -> None:
-        """Close the inlet."""
+    @classmethod
+    def _units(cls, info, count: int) -> list[str]:
+        units = cls._channels(info, count, "unit")
+        return units if len(units) == count and all(units) else []
+
+    def _disconnect(self) -> None:
         if self._inlet is not None:
             self._inlet.close_stream()
         self._inlet = None
 
+    def close(self) -> None:
+        """Close the inlet and stop resolving."""
+        self._disconnect()
+        self._resolver = None
+        self.state = "closed"
+
+    def _pull(self) -> tuple[np.ndarray, np.ndarray]:
+        """(samples, LSL timestamps) that have arrived, waiting up to PULL_WAIT s for the first.
+
+        The inlet hands samples over one by one as it unpacks them, so a pull woken by the first
+        sample of an amplifier's chunk may split it. So while the clock says samples newer than
+        the last pulled have been acquired, those queued meanwhile are taken too (without
+        waiting: a sample still in flight comes with the next message rather than late).
+        """
+        data, stamps = self._inlet.pull_chunk(timeout=self.PULL_WAIT, max_samples=self.max_chunk,
+                                              min_samples=1, as_numpy=True)
+        while 0 < len(stamps) < self.max_chunk:
+            acquired = int((self._lsl.local_clock() - self._correction - stamps[-1])
+                           * self.sample_rate)
+            if acquired < 1:
+                break
+            more, more_stamps = self._inlet.pull_chunk(
+                timeout=0.0, as_numpy=True,
+                max_samples=min(acquired, self.max_chunk - len(stamps)))
+            if not len(more_stamps):
+                break
+            data, stamps = np.concatenate([data, more]), np.concatenate([stamps, more_stamps])
+        return data, stamps
+
     def stream(self, start_ns: int, stop: threading.Event) -> Iterator[Chunk]:
-        """Yield chunks as they arrive; sample indices count received samples from 0."""
-        if self._inlet is None:
+        """Yield chunks as they arrive (until ``stop``); reconnect when the stream comes back."""
+        if self._lsl is None:
             raise SourceError("LSL source is not open")
-        index = 0
+        lost = self._lsl.util.LostError
+        restarted = False
+        last_sample = silence_reported = time.monotonic()
         while not stop.is_set():
-            samples, stamps = self._inlet.pull_chunk(timeout=0.1, max_samples=self.max_chunk)
-            if not samples:
+            if self._inlet is None:
+                info = self._find(self.RESOLVE_WAIT, stop)
+                if info is None:
+                    self._report(self.state)  # still waiting, or still lost
+                    continue
+                if not self._connect(info):
+                    stop.wait(self.RESOLVE_WAIT)
+                    continue
+                last_sample = silence_reported = time.monotonic()
+                restarted = self._indexer.next_index is not None
+            try:
+                data, stamps = self._pull()
+            except lost:
+                # still listed after it would have been forgotten: it is back (a network break)
+                self._skip[self._uid] = time.monotonic() + self.FORGET_AFTER + self.RESOLVE_WAIT
+                self._disconnect()
+                self._set_state(f"{self._what} lost; waiting for it to come back")
                 continue
-            data = np.asarray(samples, dtype=np.float64) * self.scale
-            stamp_ns = round((float(stamps[0]) + self._offset_s) * 1e9)
-            yield Chunk(index, stamp_ns, data)
-            index += data.shape[0]
+            if stop.is_set():  # pulled while stopping: not published
+                return
+            now = time.monotonic()
+            if not len(stamps):
+                if now - max(last_sample, silence_reported) >= self.SILENCE_REPORT:
+                    silence_reported = now
+                    self._set_state(f"{self._what} is connected but sends no samples")
+                continue
+            last_sample = now
+            self.state = "streaming"
+            data = np.asarray(data, dtype=np.float64) * self.scale
+            for begin, end in self._indexer.runs(stamps):  # split where samples are missing
+                stamp_ns = round(float(stamps[begin]) * 1e9) + self._offset_ns
+                index, missing = self._indexer.place(stamp_ns, end - begin, restarted=restarted)
+                if missing:
+                    self._report(f"{self._what}: {missing} samples missing before sample "
+                                 f"{index}" + (" (stream restarted)" if restarted else ""))
+                restarted = False
+                yield Chunk(index, stamp_ns, data[begin:end])

@@ -4,7 +4,9 @@ Sources (parameter ``source``): ``sim`` (a simulated session streamed in real ti
 (a session bag's ``/emg/raw``), ``file`` (a UCI or CSV recording), ``lsl`` (a Lab Streaming
 Layer stream of type EMG; needs pylsl). A lifecycle node: the source opens in *configure*,
 streams while *active* (in a thread of its own, so chunks leave on time), closes in *cleanup*.
-With ``autostart`` (default) ``main()`` configures and activates it at once.
+With ``autostart`` (default) ``main()`` configures and activates it at once. An LSL stream that
+is not there yet, or goes away, is awaited while active: WARN on ``/diagnostics`` with the
+source's state, and streaming resumes (with a jump in the index) when it is back.
 
 Each chunk carries ``first_sample_index`` (consecutive across chunks) and the stamp of its first
 sample; see :mod:`emg_msk_ros.io.sources` for how replayed sessions are timed.
@@ -40,6 +42,7 @@ class EmgDriver(LifecycleNode):
         self.streaming = False
         self.finished = threading.Event()  # the source ran out (never set when looping)
         self.samples_published = 0
+        self._last_problem: str | None = None
         self.stream_start_ns: int | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -67,10 +70,16 @@ class EmgDriver(LifecycleNode):
         declare(self, "file_column_map", "", "file: YAML column map (csv)", read_only=False)
         declare(self, "lsl_name", "", "lsl: stream name (empty: the first stream of type EMG)",
                 read_only=False)
-        declare(self, "lsl_timeout", 5.0, "lsl: s to wait for the stream", low=0.1,
-                high=600.0, read_only=False)
+        declare(self, "lsl_timeout", 5.0, "lsl: s configure waits for the stream (then it is "
+                "awaited while active)", low=0.1, high=600.0, read_only=False)
         declare(self, "lsl_scale", 1.0, "lsl: volts per stream unit (1e-6 for µV)",
                 low=1e-12, high=1e3, read_only=False)
+        declare(self, "lsl_max_chunk", 100, "lsl: most samples per EmgArray; each holds what "
+                "has arrived, so the amplifier's chunks set the latency", low=1, high=10000,
+                read_only=False)
+        declare(self, "lsl_gap_tolerance", 0.005, "lsl: s a chunk's LSL timestamp may be late "
+                "before the samples it skips count as missing (a jump in first_sample_index)",
+                low=0.0, high=10.0, read_only=False)
         declare(self, "frame_id", "emg", "header frame_id of emg/raw", read_only=False)
         declare(self, "min_subscribers", 1, "subscribers emg/raw must have before streaming "
                 "starts", low=0, high=100, read_only=False)
@@ -100,13 +109,28 @@ class EmgDriver(LifecycleNode):
         return self.param("loop")
 
     def _diagnostic_values(self) -> dict:
-        return {"source": self.param("source"), "samples published": self.samples_published,
-                "finished": self.finished.is_set()}
+        values = {"source": self.param("source"), "samples published": self.samples_published,
+                  "finished": self.finished.is_set()}
+        if isinstance(self.source, sources.LslSource):
+            values["source state"] = self.source.state
+        return values
+
+    def _source_problem(self, problem: str) -> None:
+        """A problem of the source (stream lost, waiting for it, samples missing): logged when
+        new, and on /diagnostics (WARN) in the next report."""
+        if problem != self._last_problem:
+            self.get_logger().warning(problem)
+            self._last_problem = problem
+        if problem not in self.health.problems:
+            self.health.note(problem)
 
     def _make_source(self):
         kind, p = self.param("source"), self.param
         if kind == "lsl":
-            return sources.LslSource(p("lsl_name"), p("lsl_timeout"), scale=p("lsl_scale"))
+            return sources.LslSource(p("lsl_name"), p("lsl_timeout"), scale=p("lsl_scale"),
+                                     max_chunk=p("lsl_max_chunk"),
+                                     gap_tolerance=p("lsl_gap_tolerance"),
+                                     report=self._source_problem)
         if kind == "sim":
             recording = sources.simulated_recording(p("sim_preset"), p("sim_duration"),
                                                     p("sim_seed"), p("sim_sample_rate"))
@@ -132,10 +156,14 @@ class EmgDriver(LifecycleNode):
         self.source = source
         self.health.error = None
         self.publisher = self.create_lifecycle_publisher(EmgArray, TOPIC_RAW, self._qos)
+        if source.channel_names:
+            self._announce(source)
+        return TransitionCallbackReturn.SUCCESS
+
+    def _announce(self, source) -> None:
         self.get_logger().info(
             f"source {self.param('source')}: {len(source.channel_names)} channels "
             f"({', '.join(source.channel_names)}) at {source.sample_rate:g} Hz")
-        return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         result = super().on_activate(state)
@@ -195,23 +223,37 @@ class EmgDriver(LifecycleNode):
         if not self._wait_for_subscribers():
             return
         source = self.source
-        template = EmgArray(sample_rate=float(source.sample_rate),
-                            channel_names=list(source.channel_names), unit=EmgArray.UNIT_VOLT)
-        template.header.frame_id = self.param("frame_id")
+        template = None  # an LSL stream's channels are known once it has been found
+        announced = bool(source.channel_names)  # logged at configure
         self.stream_start_ns = time.time_ns()
         self.streaming = True
         try:
             for chunk in source.stream(self.stream_start_ns, self._stop):
+                if self._stopping():
+                    return
+                if template is None:
+                    template = EmgArray(sample_rate=float(source.sample_rate),
+                                        channel_names=list(source.channel_names),
+                                        unit=EmgArray.UNIT_VOLT)
+                    template.header.frame_id = self.param("frame_id")
+                    if not announced:
+                        self._announce(source)
                 self.publish_chunk(template, chunk)
-            if not self._stop.is_set():
+                self._last_problem = None
+            if not self._stopping():
                 self.finished.set()
                 self.get_logger().info(
                     f"source {self.param('source')} finished after {self.samples_published} "
                     "samples")
         except Exception as exc:  # noqa: BLE001 - a failing source must show, not kill silently
-            self.health.fail(f"EMG source {self.param('source')!r} failed: {exc}")
+            if not self._stopping():  # else the publisher went with its context: a clean stop
+                self.health.fail(f"EMG source {self.param('source')!r} failed: {exc}")
         finally:
             self.streaming = False
+
+    def _stopping(self) -> bool:
+        """Whether streaming is to end: stop asked, or the context shut down (Ctrl-C)."""
+        return self._stop.is_set() or not self.context.ok()
 
     def publish_chunk(self, template: EmgArray, chunk: sources.Chunk) -> None:
         """Publish one chunk (data (n, C) in V) as an EmgArray."""
