@@ -65,9 +65,11 @@ def widened_model(base: Path, channels: int, out: Path) -> Path:
     muscles = [dict(m, name=f"{m['name']}_{k + 1}", channel=f"{m['channel']}{k + 1}")
                for k in range(factor) for m in document["muscles"]]
     document["muscles"] = muscles
-    references = meta["calibration"]["references_v"]
-    meta["calibration"]["references_v"] = {
-        m["channel"]: references[m["channel"][:-1]] for m in muscles}
+    calibration = meta["calibration"]  # per-channel tables: MVC references, rest levels
+    for key in ("references_v", "rest_v"):
+        if key in calibration:
+            calibration[key] = {m["channel"]: calibration[key][m["channel"][:-1]]
+                                for m in muscles}
     meta["channel_names"] = [m["channel"] for m in muscles]
     meta["muscles"] = [m["name"] for m in muscles]
     for table in (meta["normalisation"], meta["physics"]["learned"]):  # per muscle or channel
