@@ -1,11 +1,12 @@
 """End-to-end latency and CPU of the node graph at 2 kHz × 8 channels in 10-sample chunks.
 
-``emg-msk bench latency [--json] [--duration S] [--channels 8] [--executor events]``
+``emg-msk bench latency [--json] [--quick] [--duration S] [--channels 8] [--executor events]``
 
 The graph (emg_driver → emg_conditioner → msk_estimator → assist_controller) runs in this
 process exactly as ``emg-msk run`` builds it; a *separate process* subscribes to its outputs and
 notes when each message arrives (same machine, same system clock). The driver replays synthetic
-amplitude-modulated noise in real time, looping. Reported, over ``--duration`` s after a warm-up:
+amplitude-modulated noise in real time, looping. Reported, over ``--duration`` s after a
+``--warmup`` (3 s):
 
 - ``emg/raw hop``: driver → probe, from the moment a chunk is released (its last sample's
   acquisition time): one DDS transition, the baseline measured in the same run;
@@ -40,9 +41,10 @@ from pathlib import Path
 
 import numpy as np
 
+from emg_msk_ros.benchmarking import add_quick, parse_with_quick
+
 CHUNK = 10
 SAMPLE_RATE = 2000.0
-WARMUP_S = 3.0
 PROBE_TOPICS = ("/emg/raw", "/msk/joint_states", "/assist/state")
 
 
@@ -176,7 +178,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
             graph.start()
             while joint_pub.get_subscription_count() < 2:  # the controller and the probe
                 graph.spin_for(0.05)
-            graph.spin_for(WARMUP_S)
+            graph.spin_for(args.warmup)
             window = [time.time_ns()]
             usage = resource.getrusage(resource.RUSAGE_SELF)
             wall, rss = time.monotonic(), [(0.0, rss_mb())]
@@ -253,13 +255,16 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="emg-msk bench latency", description=__doc__)
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
     parser.add_argument("--duration", type=float, default=30.0,
-                        help="measured seconds after a 3 s warm-up (600: memory check)")
+                        help="measured seconds after the warm-up (600: memory check)")
     parser.add_argument("--channels", type=int, default=8, choices=(0, 4, 8, 12, 16),
                         help="EMG channels (the default model widened); 0: the model as is")
     parser.add_argument("--model", default="knee", help="base model (default: knee)")
     parser.add_argument("--executor", choices=("events", "single", "multi"), default="events")
+    parser.add_argument("--warmup", type=float, default=3.0,
+                        help="seconds the graph runs before the measurement starts")
     parser.add_argument("--probe", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    add_quick(parser, "1 s measured after a 0.5 s warm-up")
+    args = parse_with_quick(parser, argv, duration=1.0, warmup=0.5)
     if args.probe:
         return probe(args.probe)
     from emg_msk_ros.demo import keep_dds_local

@@ -9,7 +9,6 @@ import sys
 from collections.abc import Sequence
 
 from emg_msk_ros import __version__
-from emg_msk_ros.paths import share_dir
 
 # subcommand -> (module with configure(parser) and run(args) -> int, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -26,19 +25,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _benchmarks() -> dict[str, str]:
-    folder = share_dir() / "benchmarks"
-    return {
-        p.stem.replace("_", "-"): str(p)
-        for p in sorted(folder.glob("*.py"))
-        if not p.name.startswith("_")
-    }
-
-
 def _run_bench(argv: Sequence[str]) -> int:
-    available = _benchmarks()
+    from emg_msk_ros.benchmarking import find_benchmarks
+
+    available = find_benchmarks()
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: emg-msk bench NAME [--json] [options]\n\nbenchmarks:")
+        print("usage: emg-msk bench NAME [--json] [--quick] [options]\n\nbenchmarks:")
         for name in available:
             print(f"  {name}")
         return 0 if argv else 2
