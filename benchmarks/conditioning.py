@@ -1,6 +1,6 @@
 """Conditioning throughput: streaming chunks vs the offline call vs scipy's ``sosfilt``.
 
-``emg-msk bench conditioning [--json]``. Synthetic raw EMG (16 channels at 2 kHz by default)
+``emg-msk bench conditioning [--json] [--quick]``. Synthetic raw EMG (16 channels at 2 kHz by default)
 goes through the full chain (band-pass, notch, rectify, envelope, decimate to 100 Hz, MVC
 normalisation, quality checks) three ways, in the same process on one pinned core:
 
@@ -25,7 +25,12 @@ import time
 import numpy as np
 from scipy import signal
 
-from emg_msk_ros.benchmarking import pin_one_core, rerun_single_threaded
+from emg_msk_ros.benchmarking import (
+    add_quick,
+    parse_with_quick,
+    pin_one_core,
+    rerun_single_threaded,
+)
 from emg_msk_ros.signal import Conditioner, ConditioningSettings, compute_calibration
 from emg_msk_ros.signal.conditioner import condition_offline
 from emg_msk_ros.signal.synthetic import modulated_noise
@@ -152,7 +157,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--chunk", type=int, default=10, help="samples per streamed chunk")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
-    args = parser.parse_args(argv)
+    add_quick(parser, "2 s of EMG, one repeat")
+    args = parse_with_quick(parser, argv, duration=2.0, repeats=1)
     status = rerun_single_threaded(__file__, argv)
     if status is not None:
         return status

@@ -1,6 +1,6 @@
 """Assist controller speed: one control step (µs) and e-stop → zero command through DDS (ms).
 
-``emg-msk bench controller [--json] [--steps N] [--trials N]``.
+``emg-msk bench controller [--json] [--quick] [--steps N] [--trials N]``.
 
 1. Step cost, one thread, enabled with a fresh estimate every step, for each assist law:
    the bare law call (baseline), ``AssistController.step`` (law + smoothing + safety layer),
@@ -25,6 +25,7 @@ import time
 
 import numpy as np
 
+from emg_msk_ros.benchmarking import add_quick, parse_with_quick
 from emg_msk_ros.control.controller import AssistController
 from emg_msk_ros.control.laws import LAW_NAMES, LawInputs, make_law
 from emg_msk_ros.control.limits import SafetyLimits
@@ -191,7 +192,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
     parser.add_argument("--steps", type=int, default=20000, help="control steps per law")
     parser.add_argument("--trials", type=int, default=100, help="e-stops per executor")
-    args = parser.parse_args(argv)
+    add_quick(parser, "500 steps per law, 5 e-stops per executor")
+    args = parse_with_quick(parser, argv, steps=500, trials=5)
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
     result = {"machine": f"{platform.processor() or platform.machine()}, "

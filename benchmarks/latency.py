@@ -1,12 +1,13 @@
 """End-to-end latency and CPU of the node graph at 2 kHz × 8 channels in 10-sample chunks.
 
-``emg-msk bench latency [--json] [--duration S] [--channels 8] [--executor events]
+``emg-msk bench latency [--json] [--quick] [--duration S] [--channels 8] [--executor events]
 [--source bag|lsl]``
 
 The graph (emg_driver → emg_conditioner → msk_estimator → assist_controller) runs in this
 process exactly as ``emg-msk run`` builds it; a *separate process* subscribes to its outputs and
 notes when each message arrives (same machine, same system clock). The driver replays synthetic
-amplitude-modulated noise in real time, looping. Reported, over ``--duration`` s after a warm-up:
+amplitude-modulated noise in real time, looping. Reported, over ``--duration`` s after a
+``--warmup`` (3 s):
 
 - ``emg/raw hop``: driver → probe, from the moment a chunk is released (its last sample's
   acquisition time): one DDS transition, the baseline measured in the same run;
@@ -57,9 +58,10 @@ from pathlib import Path
 
 import numpy as np
 
+from emg_msk_ros.benchmarking import add_quick, parse_with_quick
+
 CHUNK = 10
 SAMPLE_RATE = 2000.0
-WARMUP_S = 3.0
 PROBE_TOPICS = ("/emg/raw", "/msk/joint_states", "/assist/state")
 
 
@@ -82,11 +84,11 @@ def widened_model(base: Path, channels: int, out: Path) -> Path:
     muscles = [dict(m, name=f"{m['name']}_{k + 1}", channel=f"{m['channel']}{k + 1}")
                for k in range(factor) for m in document["muscles"]]
     document["muscles"] = muscles
-    for levels in ("references_v", "rest_v"):  # per channel: each copy gets its original's
-        if levels in meta["calibration"]:
-            by_channel = meta["calibration"][levels]
-            meta["calibration"][levels] = {
-                m["channel"]: by_channel[m["channel"][:-1]] for m in muscles}
+    calibration = meta["calibration"]  # per-channel tables: MVC references, rest levels
+    for key in ("references_v", "rest_v"):
+        if key in calibration:
+            calibration[key] = {m["channel"]: calibration[key][m["channel"][:-1]]
+                                for m in muscles}
     meta["channel_names"] = [m["channel"] for m in muscles]
     meta["muscles"] = [m["name"] for m in muscles]
     for table in (meta["normalisation"], meta["physics"]["learned"]):  # per muscle or channel
@@ -198,7 +200,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
             graph.start()
             while joint_pub.get_subscription_count() < 2:  # the controller and the probe
                 graph.spin_for(0.05)
-            graph.spin_for(WARMUP_S)
+            graph.spin_for(args.warmup)
             window = [time.time_ns()]
             usage = resource.getrusage(resource.RUSAGE_SELF)
             wall, rss = time.monotonic(), [(0.0, rss_mb())]
@@ -376,7 +378,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="emg-msk bench latency", description=__doc__)
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
     parser.add_argument("--duration", type=float, default=30.0,
-                        help="measured seconds after a 3 s warm-up (600: memory check)")
+                        help="measured seconds after the warm-up (600: memory check)")
     parser.add_argument("--channels", type=int, default=8, choices=(0, 4, 8, 12, 16),
                         help="EMG channels (the default model widened); 0: the model as is")
     parser.add_argument("--model", default="knee", help="base model (default: knee)")
@@ -384,9 +386,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--source", choices=("bag", "lsl"), default="bag",
                         help="EMG replayed from a bag by the driver, or played as an LSL outlet "
                              "by emg-msk stream and read over LSL")
+    parser.add_argument("--warmup", type=float, default=3.0,
+                        help="seconds the graph runs before the measurement starts")
     parser.add_argument("--probe", help=argparse.SUPPRESS)
     parser.add_argument("--bare-inlet", nargs=2, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    add_quick(parser, "1 s measured after a 0.5 s warm-up")
+    args = parse_with_quick(parser, argv, duration=1.0, warmup=0.5)
     if args.probe:
         return probe(args.probe)
     if args.bare_inlet:

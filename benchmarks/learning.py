@@ -55,7 +55,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from emg_msk_ros.benchmarking import rerun_single_threaded
+from emg_msk_ros.benchmarking import add_quick, rerun_single_threaded
 from emg_msk_ros.io.recording import Recording
 from emg_msk_ros.io.session_bag import read_recording, write_recording
 from emg_msk_ros.learning import dataset as ds
@@ -72,17 +72,19 @@ from emg_msk_ros.physics.synth_emg import EmgSynthSettings
 from emg_msk_ros.signal.config import load_settings
 
 TRAIN_SPEED = 1.5  # rad/s, fastest movement in training and "plenty"/"little" test sessions
-# name -> (duration s, seed, motion); "quick" shortens everything for a smoke run.
+# name -> (duration s, seed, motion); "quick" (--quick) is a smoke run of every step, not results.
 SESSIONS = {
     "full": {"plenty": [(60.0, seed, "slow-mixed") for seed in range(11, 16)],
              "little": [(30.0, 2, "slow-mixed")],
              "test": [(60.0, 101, "slow-mixed"), (60.0, 102, "slow-mixed")],
              "fast": [(60.0, 201, "fast"), (60.0, 202, "fast")]},
-    "quick": {"plenty": [(60.0, 11, "slow-mixed"), (60.0, 12, "slow-mixed")],
-              "little": [(30.0, 2, "slow-mixed")],
-              "test": [(30.0, 101, "slow-mixed")], "fast": [(30.0, 201, "fast")]},
+    "quick": {"plenty": [(5.0, 11, "slow-mixed")], "little": [(5.0, 2, "slow-mixed")],
+              "test": [(3.0, 101, "slow-mixed")], "fast": [(3.0, 201, "fast")]},
 }
-TIMING_CALLS = {"full": 3000, "quick": 500}
+TIMING_CALLS = {"full": 3000, "quick": 50}
+QUICK_TRAINING = {"max_epochs": 1, "min_epoch_batches": 2}  # optim settings of a smoke run
+QUICK_MIN_TRAIN_S = 1.0  # s of training windows a smoke run's 5 s sessions must give
+CALIBRATION_ITERATIONS = {"full": 50, "quick": 3}  # physics model's calibration (the default)
 METHODS = ("PI-CNN", "CNN", "physics")
 
 
@@ -100,9 +102,12 @@ def simulator_tag(kind: str) -> str:
     return hashlib.sha256(settings.encode()).hexdigest()[:8]
 
 
-def session(preset: Preset, work: Path, spec: tuple[float, int, str]) -> Recording:
-    """A simulated session, read from the bag cache or simulated and written there first."""
+def session(preset: Preset, work: Path | None, spec: tuple[float, int, str]) -> Recording:
+    """A simulated session, read from the bag cache or simulated and written there first
+    (``work`` None: simulated, not cached)."""
     duration, seed, kind = spec
+    if work is None:
+        return simulate_session(preset, duration, seed, motion=motion(kind))
     path = work / f"{preset.name}-{kind}-{duration:g}s-seed{seed}-{simulator_tag(kind)}"
     if not path.exists():
         write_recording(path, simulate_session(preset, duration, seed, motion=motion(kind)))
@@ -149,7 +154,7 @@ def train_networks(recordings: list[Recording], preset: Preset, settings, condit
 
 
 def fit(recordings: list[Recording], preset: Preset, settings, conditioning,
-        runs: int) -> Fitted:
+        runs: int, calibration_iterations: int) -> Fitted:
     """Train both networks and calibrate the physics model on the training sessions."""
     nets, seconds = train_networks(recordings, preset, settings, conditioning, runs)
     names = [f"train seed {rec.metadata['seed']}" for rec in recordings]
@@ -159,7 +164,8 @@ def fit(recordings: list[Recording], preset: Preset, settings, conditioning,
                           ds.session_calibration(recordings[0], preset, conditioning, names[0]),
                           names[0])
     start = time.perf_counter()
-    calibrated = calibrate(preset, trial.excitation, trial.angle, trial.dt).preset
+    calibrated = calibrate(preset, trial.excitation, trial.angle, trial.dt,
+                           max_iterations=calibration_iterations).preset
     seconds["physics"] = time.perf_counter() - start
     return Fitted(pi=nets["PI-CNN"], cnn=nets["CNN"], physics=calibrated,
                   train_seconds=seconds)
@@ -238,7 +244,7 @@ def timings(fitted: Fitted, trial: ds.Trial, calls: int) -> dict[str, tuple[floa
     return out
 
 
-def run_preset(name: str, work: Path, size: str, log, ceiling: bool = False,
+def run_preset(name: str, work: Path | None, size: str, log, ceiling: bool = False,
                runs: int = 1) -> dict:
     """All regimes and methods for one preset, the networks trained ``runs`` times each;
     ``ceiling`` adds the networks trained and tested on the true activations (regime
@@ -246,8 +252,11 @@ def run_preset(name: str, work: Path, size: str, log, ceiling: bool = False,
     preset = load_preset(name)
     conditioning = load_settings()
     settings = load_training_settings()
+    if size == "quick":
+        settings = settings.replace("optim", **QUICK_TRAINING).replace(
+            "data", min_train_s=QUICK_MIN_TRAIN_S)
     spec = SESSIONS[size]
-    log(f"{name}: simulating / loading sessions in {work}")
+    log(f"{name}: simulating sessions" + (f" (cached in {work})" if work else ""))
     plenty = [session(preset, work, item) for item in spec["plenty"]]
     little = [session(preset, work, item) for item in spec["little"]]
     trials = {}
@@ -262,9 +271,10 @@ def run_preset(name: str, work: Path, size: str, log, ceiling: bool = False,
                 trials.setdefault("ceiling", []).append(
                     ds.true_activation_trial(trials[group][-1], rec, preset))
     log(f"{name}: training on {sum(r.duration for r in plenty):g} s (plenty)")
-    plenty_fit = fit(plenty, preset, settings, conditioning, runs)
+    iterations = CALIBRATION_ITERATIONS[size]
+    plenty_fit = fit(plenty, preset, settings, conditioning, runs, iterations)
     log(f"{name}: training on {sum(r.duration for r in little):g} s (little)")
-    little_fit = fit(little, preset, settings, conditioning, runs)
+    little_fit = fit(little, preset, settings, conditioning, runs, iterations)
     log(f"{name}: scoring and timing")
     regimes = {"plenty": score_methods(plenty_fit, trials["test"], preset),
                "little": score_methods(little_fit, trials["test"], preset),
@@ -346,10 +356,12 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="emg-msk bench learning", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=["knee", "wrist"], action="append",
-                        help="preset(s) to run (default both)")
-    parser.add_argument("--quick", action="store_true", help="shorter sessions (smoke run)")
+                        help="preset(s) to run (default both; knee with --quick)")
+    add_quick(parser, "5 s sessions (not cached), one epoch, 3 calibration iterations, the "
+              "knee preset")
     parser.add_argument("--work", default="out/bench_learning",
-                        help="folder for the simulated session bags (reused between runs)")
+                        help="folder for the simulated session bags (reused between runs; "
+                             "--quick simulates without caching)")
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
     parser.add_argument("--ceiling", action="store_true",
                         help="also train and test the networks on the sessions' true "
@@ -363,15 +375,16 @@ def main(argv: list[str]) -> int:
     status = rerun_single_threaded(__file__, argv)  # one BLAS thread: numpy's live path
     if status is not None:
         return status
-    work = Path(args.work) / ("quick" if args.quick else "full")
-    work.mkdir(parents=True, exist_ok=True)
     size = "quick" if args.quick else "full"
+    work = None if args.quick else Path(args.work) / size
+    if work is not None:
+        work.mkdir(parents=True, exist_ok=True)
 
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
-    results = [run_preset(name, work, size, log, args.ceiling, args.seeds)
-               for name in (args.preset or ["knee", "wrist"])]
+    presets = args.preset or (["knee"] if args.quick else ["knee", "wrist"])
+    results = [run_preset(name, work, size, log, args.ceiling, args.seeds) for name in presets]
     if args.json:
         print(json.dumps(jsonable({"benchmark": "learning", "size": size,
                                    "results": results}), indent=2))

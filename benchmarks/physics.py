@@ -1,6 +1,6 @@
 """Physics speed: simulating sessions, the EMG-driven baseline, static optimisation.
 
-``emg-msk bench physics [--json] [--duration 60] [--presets knee,wrist]``. Measured in one
+``emg-msk bench physics [--json] [--quick] [--duration 60] [--presets knee,wrist]``. Measured in one
 process pinned to one core; CPU time counts (wall time printed beside it), since the machine
 may be shared. For each preset:
 
@@ -26,7 +26,7 @@ import time
 import numpy as np
 from scipy import optimize
 
-from emg_msk_ros.benchmarking import pin_one_core
+from emg_msk_ros.benchmarking import add_quick, parse_with_quick, pin_one_core
 from emg_msk_ros.physics.baseline import EmgDrivenModel, calibrate
 from emg_msk_ros.physics.forward import simulate_forward
 from emg_msk_ros.physics.inverse import inverse_dynamics
@@ -125,7 +125,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--presets", default="knee,wrist", help="comma separated")
     parser.add_argument("--baseline-steps", type=int, default=5000)
     parser.add_argument("--slsqp-frames", type=int, default=200)
-    args = parser.parse_args(argv)
+    add_quick(parser, "2 s sessions, 200 baseline steps, 5 SLSQP frames")
+    args = parse_with_quick(parser, argv, duration=2.0, baseline_steps=200, slsqp_frames=5)
     pinned = pin_one_core()
     rows = [measure_preset(name.strip(), args.duration, args.baseline_steps, args.slsqp_frames)
             for name in args.presets.split(",") if name.strip()]

@@ -115,6 +115,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from emg_msk_ros.benchmarking import add_quick
 from emg_msk_ros.io import uci
 from emg_msk_ros.io.recording import Recording
 from emg_msk_ros.learning import dataset as ds
@@ -604,8 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write the figures as JSON to FILE (or stdout; the table then "
                         "goes to stderr)")
     parser.add_argument("--out", default="out/real_knee", help="folder for the PNG plots")
-    parser.add_argument("--quick", action="store_true", help="smoke run: first file per tier, "
-                        f"{QUICK_EPOCHS} epochs (not results)")
+    add_quick(parser, f"first file per tier, {QUICK_EPOCHS} epochs")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                         help="worker processes, one file each at a time (default 2)")
     return parser

@@ -1,12 +1,52 @@
-"""Small helpers shared by the scripts in ``benchmarks/`` (ROS-free)."""
+"""The benchmark registry and small helpers shared by the scripts in ``benchmarks/`` (ROS-free).
+
+Every ``benchmarks/NAME.py`` (``NAME`` not starting with ``_``) is the benchmark ``emg-msk bench
+NAME`` (underscores read as hyphens) and has ``main(argv) -> int`` (exit code 0 when it ran).
+Each accepts:
+
+- ``--json``: the numbers as JSON on stdout (anything else goes to stderr);
+- ``--quick``: a smoke run of a few seconds that goes through every code path of the
+  benchmark with its sizes cut down (``add_quick`` and ``parse_with_quick`` below); its numbers
+  are not results. ``test/test_benchmarks_quick.py`` runs ``emg-msk bench NAME --quick --json``
+  for every benchmark found here, so a broken benchmark fails the test suite.
+"""
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from emg_msk_ros.paths import share_dir
 
 THREAD_LIMITS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def find_benchmarks() -> dict[str, Path]:
+    """The benchmark registry: ``emg-msk bench`` name -> script, sorted by name."""
+    folder = share_dir() / "benchmarks"
+    return {p.stem.replace("_", "-"): p for p in sorted(folder.glob("*.py"))
+            if not p.name.startswith("_")}
+
+
+def add_quick(parser: argparse.ArgumentParser, what: str) -> None:
+    """Add the ``--quick`` option every benchmark has; ``what`` says what its smoke run does."""
+    parser.add_argument("--quick", action="store_true",
+                        help=f"smoke run of a few seconds, its numbers not results: {what}")
+
+
+def parse_with_quick(parser: argparse.ArgumentParser, argv: Sequence[str],
+                     **quick_defaults) -> argparse.Namespace:
+    """Parse ``argv``; with ``--quick``, each option in ``quick_defaults`` that the command line
+    does not give takes its quick value instead of its usual default."""
+    args = parser.parse_args(argv)
+    if args.quick and quick_defaults:
+        parser.set_defaults(**quick_defaults)
+        args = parser.parse_args(argv)
+    return args
 
 
 def pin_one_core() -> str:

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from emg_msk_ros import __version__
-from emg_msk_ros.paths import share_dir
 
 # What a command may need beyond the core of ``pip install .`` (numpy, scipy, PyYAML, rosbags,
 # matplotlib, tqdm): the modules that must import, and the install step that provides them.
@@ -92,19 +91,12 @@ def _need_of(exc: ImportError) -> str | None:
     return None
 
 
-def _benchmarks() -> dict[str, str]:
-    folder = share_dir() / "benchmarks"
-    return {
-        p.stem.replace("_", "-"): str(p)
-        for p in sorted(folder.glob("*.py"))
-        if not p.name.startswith("_")
-    }
-
-
 def _run_bench(argv: Sequence[str]) -> int:
-    available = _benchmarks()
+    from emg_msk_ros.benchmarking import find_benchmarks
+
+    available = find_benchmarks()
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: emg-msk bench NAME [--json] [options]\n\nbenchmarks:")
+        print("usage: emg-msk bench NAME [--json] [--quick] [options]\n\nbenchmarks:")
         for name in available:
             print(f"  {name}")
         return 0 if argv else 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
 import sys
 
 # Before anything can import rclpy: discovery stays on this machine, and this run gets its own
@@ -49,6 +50,35 @@ def load_benchmark():
     yield load
     for name in loaded:
         sys.modules.pop(name, None)
+
+
+# Recorded data a benchmark's quick run reads (the copies in test/data), by benchmark name.
+QUICK_DATA = {"real-knee": ["--data", str(TEST_DATA / "uci_lower_limb")]}
+
+
+@pytest.fixture(scope="session")
+def quick_bench(tmp_path_factory):
+    """``quick_bench(name)``: the finished ``emg-msk bench NAME --quick --json`` (a
+    CompletedProcess; stdout the JSON), run once per test session in a folder of its own (its
+    ``cwd``, where the benchmark writes any output files)."""
+    from emg_msk_ros.benchmarking import THREAD_LIMITS
+
+    runs = {}
+
+    def run(name: str) -> subprocess.CompletedProcess:
+        if name not in runs:
+            cwd = tmp_path_factory.mktemp(f"bench-{name}")
+            command = [str(Path(sys.executable).parent / "emg-msk"), "bench", name, "--quick",
+                       "--json", *QUICK_DATA.get(name, [])]
+            # one BLAS/OpenMP thread already: the benchmarks that rerun themselves so
+            # (benchmarking.rerun_single_threaded) then skip the second interpreter start
+            env = dict(os.environ, **{limit: "1" for limit in THREAD_LIMITS})
+            runs[name] = subprocess.run(command, cwd=cwd, env=env, capture_output=True,
+                                        text=True, timeout=600)
+            runs[name].cwd = cwd
+        return runs[name]
+
+    return run
 
 
 @pytest.fixture

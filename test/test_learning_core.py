@@ -44,6 +44,8 @@ from emg_msk_ros.physics.preset import load_preset
 from emg_msk_ros.physics.simulate import simulate_session
 from emg_msk_ros.signal.config import ConditioningSettings
 
+pytestmark = pytest.mark.kernels  # float results: run on a second kernel family too
+
 TOY = {
     "schema": "emg_msk_ros/preset/1", "name": "toy", "source": "test_learning_core.py",
     "joint": {"name": "toy_joint", "range": [0.0, 1.5], "inertia": 0.2, "damping": 2.0,

@@ -11,6 +11,8 @@ from emg_msk_ros.learning.inference import ModelError, estimate_offline, load_mo
 from emg_msk_ros.paths import models_dir
 from emg_msk_ros.physics.preset import load_preset
 
+pytestmark = pytest.mark.kernels  # float results: run on a second kernel family too
+
 
 @pytest.mark.parametrize("preset_name", ["knee", "wrist"])
 def test_default_model_loads_and_records_how_it_was_made(preset_name):

@@ -43,7 +43,8 @@ def _sen_files(uci):
 def test_every_test_file_loads(uci):
     files = find_uci_files(uci)
     assert [p.name for p in files] == [
-        "1Apie_digital.txt.gz", "1Nmar.txt.gz", *[f"{i}Nsen.txt.gz" for i in range(1, 7)]]
+        "1Apie_digital.txt.gz", "2Asen_excerpt.txt.gz", "3Asen_9A-11A_header.txt.gz",
+        "1Nmar.txt.gz", *[f"{i}Nsen.txt.gz" for i in range(1, 7)]]
     for recording in load_uci_folder(uci):
         meta = recording.metadata
         assert recording.channel_names == ["RF", "BF", "VM", "ST"]
@@ -64,6 +65,7 @@ def test_sen_flexion_starts_seated_and_moves_toward_extension(uci):
         assert "angle_warning" not in recording.metadata
 
 
+@pytest.mark.kernels
 @pytest.mark.parametrize("name", [f"{i}Nsen.txt.gz" for i in range(1, 7)])
 def test_quadriceps_envelope_follows_knee_extension(uci, name):
     """Each seated knee-extension file of the normal subjects: the quadriceps (RF, VM)
@@ -78,6 +80,7 @@ def test_quadriceps_envelope_follows_knee_extension(uci, name):
     assert np.corrcoef(quadriceps, -flexion)[0, 1] > 0.5
 
 
+@pytest.mark.kernels
 def test_real_recordings_raise_no_quality_flags(uci, test_data):
     """Negative control for the flat/saturation thresholds: none of the real test recordings
     (quiet rest included) has a flat or saturated window."""

@@ -169,6 +169,7 @@ def calibration_file(tmp_path):
     return calibration.save(tmp_path / "calibration.yaml"), settings, calibration
 
 
+@pytest.mark.kernels
 def test_conditioner_output_equals_the_offline_conditioning(rclpy_context, executor,
                                                              calibration_file):
     path, settings, calibration = calibration_file
@@ -294,6 +295,7 @@ def envelope(n: int, channels: int, seed: int = 2) -> np.ndarray:
         np.float32)
 
 
+@pytest.mark.kernels
 def test_estimator_output_equals_the_offline_estimate(rclpy_context, executor, estimator):
     node = MskEstimator(context=rclpy_context, parameter_overrides=params(model=MODEL))
     talker = rclpy.create_node("talker", context=rclpy_context)

@@ -12,6 +12,8 @@ from scipy.integrate import solve_ivp
 from emg_msk_ros.physics import activation as act
 from emg_msk_ros.physics.activation import ActivationFilter, ActivationParams
 
+pytestmark = pytest.mark.kernels  # float results: run on a second kernel family too
+
 
 def thelen_ode(u_of_t, tau_act, tau_deact):
     def rhs(t, a):

@@ -13,6 +13,8 @@ from emg_msk_ros.physics.inverse import inverse_dynamics
 from emg_msk_ros.physics.motions import MotionSettings, simulate_motion
 from emg_msk_ros.physics.preset import load_preset
 
+pytestmark = pytest.mark.kernels  # float results: run on a second kernel family too
+
 DT = 1e-3
 
 

@@ -10,6 +10,8 @@ import torch
 
 from emg_msk_ros.physics import curves
 
+pytestmark = pytest.mark.kernels  # float results: run on a second kernel family too
+
 
 def test_active_force_length_known_points():
     assert curves.force_length_active(np.array(1.0)) == pytest.approx(1.0)

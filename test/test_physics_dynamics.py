@@ -14,6 +14,8 @@ from emg_msk_ros.physics.inverse import derivatives, inverse_dynamics
 from emg_msk_ros.physics.preset import load_preset
 from emg_msk_ros.physics.static_opt import static_optimization, torque_coefficients
 
+pytestmark = pytest.mark.kernels  # float results: run on a second kernel family too
+
 DT = 1e-3
 
 

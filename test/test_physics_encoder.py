@@ -9,6 +9,8 @@ import pytest
 
 from emg_msk_ros.physics.encoder import EncoderSettings, JointEncoder, measure_trajectory
 
+pytestmark = pytest.mark.kernels  # float results: run on a second kernel family too
+
 
 def test_readings_sit_on_the_encoder_grid_at_its_rate():
     settings = EncoderSettings(rate=500.0, noise=0.0)

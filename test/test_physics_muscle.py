@@ -13,6 +13,8 @@ from emg_msk_ros.physics import muscle as hill
 from emg_msk_ros.physics.curves import CurveParams
 from emg_msk_ros.physics.preset import load_preset
 
+pytestmark = pytest.mark.kernels  # float results: run on a second kernel family too
+
 CURVES = CurveParams()
 
 

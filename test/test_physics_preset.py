@@ -12,6 +12,8 @@ import yaml
 from emg_msk_ros.paths import config_path
 from emg_msk_ros.physics.preset import PresetError, load_preset, parse_preset
 
+pytestmark = pytest.mark.kernels  # float results: run on a second kernel family too
+
 
 def test_knee_preset_matches_the_real_data_channels():
     knee = load_preset("knee")

@@ -14,6 +14,8 @@ from emg_msk_ros.signal.config import (
 )
 from emg_msk_ros.signal.synthetic import modulated_noise
 
+pytestmark = pytest.mark.kernels  # float results: run on a second kernel family too
+
 FS = 1000.0
 NAMES = ["RF", "BF", "VM"]
 RUNNING = ConditioningSettings().replace(normalisation=NormalisationSettings(mode="running"))
@@ -161,7 +163,9 @@ def test_flat_channel_is_reported():
     assert reports[0].flat == ()  # nothing known before a full window
     assert reports[-1].flat == ("VM",) and reports[-1].saturated == ()
     assert "channel VM: flat line" in reports[-1].messages()
-    assert np.max(out[:, 2]) == 0.0
+    # no excitation from the flat channel: the band-pass removes the constant up to the
+    # rounding of its float64 arithmetic (~1e-15 of full excitation, CPU-dependent)
+    assert np.max(np.abs(out[:, 2])) < 1e-9
 
 
 def test_clipped_channel_is_reported():

@@ -17,6 +17,8 @@ from emg_msk_ros.signal.calibration import rest_levels
 from emg_msk_ros.signal.config import EnvelopeSettings, NormalisationSettings
 from emg_msk_ros.signal.synthetic import modulated_noise
 
+pytestmark = pytest.mark.kernels  # float results: run on a second kernel family too
+
 FS = 1000.0
 NAMES = ["RF", "BF"]
 SETTINGS = ConditioningSettings()

@@ -18,6 +18,8 @@ from emg_msk_ros.signal import (
 from emg_msk_ros.signal.config import BadSampleSettings, NormalisationSettings
 from emg_msk_ros.signal.synthetic import modulated_noise
 
+pytestmark = pytest.mark.kernels  # float results: run on a second kernel family too
+
 NAMES = ["RF", "BF", "VM"]
 
 

@@ -4,7 +4,19 @@ Files ``<subject><N|A><task>.txt`` (optionally ``.gz``; extra text after the tas
 e.g. ``5Nsen_copy.txt``): a text header ("File Name: ...", one "Channel k: 'NAME', N values,
 engineering units: UNIT ..." line per column, sometimes a "Digitals combined ..." line), a blank
 line, then tab-separated rows RF, BF, VM, ST (mV) and FX (knee goniometer, deg), plus a digital
-event column in some files. Channel names are English (N files) or Spanish (A files).
+event column in some files. The release's files use three headers, all read here:
+
+- normal group (N): channels 1-5 'RF', 'BF', 'VM', 'ST', 'FX' (the dataset's BDSEMG_eng.txt);
+- pathology group, subjects 1-8: channels 4-8 'Recto Femoral', 'Biceps Femoral', 'Vasto
+  Medial', 'EMG Semitendinoso', 'Flexo-Extension';
+- pathology group, subjects 9-11: channels 1-5 'Recto femoral', 'Biceps Femoral', 'Vasto
+  Medial', 'Semitendinoso', 'Flexo', then a "Digitals combined" line and a 6th (event) column.
+
+Columns follow the order of the channel lines (the logger's channel numbers, from 1 or from 4,
+are not column indices). Names are matched ignoring case, accents, punctuation and an "EMG"
+prefix; a name that matches none of the spellings in ``CHANNEL_SPELLINGS``, a channel named
+twice, a missing channel or data rows with another column count than the header's are refused
+with an error naming it.
 
 Knee angle convention (as for every :class:`Recording`): flexion positive, 0 = full extension,
 rad. The goniometer's sign and offset differ per file, so flexion is rebuilt from the protocol:
@@ -28,6 +40,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import re
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -58,12 +71,15 @@ _CHANNEL_RE = re.compile(
     r"^Channel\s+\d+:\s*'([^']*)'\s*,\s*(\d+)\s+values\s*,\s*engineering units:\s*([^,]+)",
     re.IGNORECASE)
 _EXTRAPOLATED_RE = re.compile(r"extrapolated from\s+(\d+)\s+to\s+(\d+)", re.IGNORECASE)
-_ALIASES = {
+# Spellings of each column, as normalised by _normalise (lower case, no accents or punctuation,
+# no "EMG " prefix): the release's English and Spanish headers plus the English muscle names.
+CHANNEL_SPELLINGS = {
     "RF": ("rf", "recto femoral", "rectus femoris"),
     "BF": ("bf", "biceps femoral", "biceps femoris"),
     "VM": ("vm", "vasto medial", "vastus medialis", "vasto interno", "vastus internus"),
     "ST": ("st", "semitendinoso", "semitendinosus"),
-    "FX": ("fx", "flexo-extension", "flexo-extensión", "flexoextension", "knee flexion"),
+    "FX": ("fx", "flexo", "flexo extension", "flexoextension", "flexion extension",
+           "knee flexion"),
 }
 _UNIT_SCALE = {"mv": 1e-3, "uv": 1e-6, "µv": 1e-6, "v": 1.0}
 
@@ -72,13 +88,23 @@ class UciFormatError(ValueError):
     """A file that does not follow the UCI lower-limb layout; the message names file and line."""
 
 
+def _normalise(name: str) -> str:
+    """``name`` lower-cased, without accents, punctuation or a leading "EMG" word."""
+    plain = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    words = re.sub(r"[^a-z0-9]+", " ", plain.lower()).split()
+    if words[:1] == ["emg"] and len(words) > 1:
+        words = words[1:]
+    return " ".join(words)
+
+
 def _canonical(name: str, path: Path) -> str:
-    key = name.strip().lower()
-    key = key.removeprefix("emg ").strip()
-    for canonical, aliases in _ALIASES.items():
-        if key in aliases:
+    key = _normalise(name)
+    for canonical, spellings in CHANNEL_SPELLINGS.items():
+        if key in spellings:
             return canonical
-    raise UciFormatError(f"{path}: unknown channel name {name!r} in the header")
+    known = "; ".join(f"{c}: {', '.join(s)}" for c, s in CHANNEL_SPELLINGS.items())
+    raise UciFormatError(f"{path}: unknown channel name {name!r} in the header (known, "
+                         f"ignoring case, accents and an EMG prefix: {known})")
 
 
 def parse_file_name(path: str | Path) -> tuple[int, str, str]:
@@ -121,6 +147,10 @@ def _parse_header(lines: list[str], path: Path) -> tuple[list[str], list[float],
             digital = True
         elif match := _CHANNEL_RE.match(line):
             name = _canonical(match.group(1), path)
+            if name in names:
+                raise UciFormatError(f"{path}: two header channels are {name}: "
+                                     f"{facts['header_names'][name]!r} and {match.group(1)!r}")
+            facts.setdefault("header_names", {})[name] = match.group(1)
             unit = match.group(3).strip().lower()
             if name == "FX":
                 if unit not in ("deg", "degrees"):
@@ -221,6 +251,11 @@ def load_uci_file(path: str | Path, *, subject: int | None = None, group: str | 
     if first is None:
         raise UciFormatError(f"{path}: no data rows found")
     names, scales, n_columns, facts = _parse_header(lines[:first], path)
+    found = len(lines[first].rstrip("\t").split("\t"))
+    if found != n_columns:
+        described = " ".join(names) + (" digital" if facts["digital_column"] else "")
+        raise UciFormatError(f"{path}: line {first + 1} has {found} columns, the header "
+                             f"describes {n_columns} ({described})")
     data, dropped = _parse_rows(lines, first, n_columns, path)
     fs = facts.pop("sample_rate_hz", SAMPLE_RATE_HZ)
     emg_columns = [names.index(c) for c in EMG_CHANNELS]
