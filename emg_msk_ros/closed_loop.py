@@ -1,0 +1,232 @@
+"""The loop closed in simulation: the node graph with ``sim_exo`` as the wearer and the device.
+
+:func:`run_session` brings up ``config/sim_exo.yaml``'s graph (sim_exo → emg_conditioner →
+msk_estimator → assist_controller → sim_exo) in one process, has the simulated person do the
+same task ``repeats`` times, enables the assist through ``assist/enable`` at the start of
+repeat ``enable_repeat``, optionally engages ``assist/estop`` during a later one, records the
+controller's topics, and returns what happened. :func:`phase_metrics`, :func:`command_checks`,
+:func:`estop_response` and :func:`oscillation` turn that into the numbers the closed-loop demo
+and ``emg-msk bench closed-loop`` report. Times are plant time, s from the first EMG sample.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emg_msk_ros.paths import config_path
+
+COMMAND_TOPIC = "/effort_controller/commands"
+RECORDED = ("/msk/joint_states", "/assist/state", "/joint_states")
+OSCILLATION_HZ = 3.0  # torque power above this frequency counts toward oscillation
+OSCILLATION_SHARE = 0.25  # the loop oscillates when more of the torque's power lies above it
+ZERO_TORQUE = 0.01  # N·m: the applied torque counts as zero below this
+
+
+@dataclass
+class Session:
+    """One closed-loop run: the plant (its logs and received commands), per-repeat sample
+    ranges, the recorded bag, graph counts and when the assist was enabled / e-stopped."""
+
+    plant: Any
+    phases: list[slice]
+    record: Path
+    counts: dict
+    stopped: str
+    enabled_at: float | None
+    enable_refusals: list[str]
+    estop_at: float | None
+    wall_s: float
+    controller: dict
+
+
+def sim_config(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """The closed-loop graph's parameters (default ``config/sim_exo.yaml``)."""
+    from emg_msk_ros.runner import load_config
+
+    return load_config(path if path is not None else config_path("sim_exo.yaml"))
+
+
+def wearer_calibration(config: dict, model):
+    """The MVC calibration (:class:`~emg_msk_ros.signal.calibration.Calibration`) of the
+    simulated wearer's electrodes, as a lab records it before a session, for ``model``'s
+    conditioning (``model``: a loaded estimator)."""
+    from emg_msk_ros.learning.dataset import simulated_mvc_calibration
+    from emg_msk_ros.physics.exo_plant import PlantSettings, wearer_gains, wearer_recording
+    from emg_msk_ros.physics.synth_emg import EmgSynthSettings
+
+    values = config["sim_exo"]
+    settings = PlantSettings(emg=EmgSynthSettings(
+        sample_rate=float(values.get("emg_sample_rate", 2000.0))))
+    preset = model.preset
+    gains = wearer_gains(preset, settings, int(values.get("seed", 1)))
+    return simulated_mvc_calibration(wearer_recording(preset, settings, gains), preset,
+                                     model.conditioner_settings, "simulated wearer")
+
+
+def estop_time(plant, phase: slice) -> float:
+    """When to e-stop during ``phase``: where the target moves fastest (s)."""
+    speed = np.abs(plant.reference.omega[phase])
+    return (phase.start + int(np.argmax(speed))) * plant.settings.dt
+
+
+def run_session(config: dict, record: Path, *, enable_repeat: int | None = 1,
+                estop_repeat: int | None = None, progress=None) -> Session:
+    """Run the closed loop once (see the module docstring); ``record`` must not exist.
+    The e-stop, if any, comes during repeat ``estop_repeat`` (see :func:`estop_time`)."""
+    from rclpy.qos import QoSProfile, QoSReliabilityPolicy
+    from std_msgs.msg import Bool
+    from std_srvs.srv import SetBool
+
+    from emg_msk_ros.runner import Graph
+
+    reliable = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
+    started = time.monotonic()
+    with Graph(config, record=record,
+               record_topics=[COMMAND_TOPIC.lstrip("/")] + [t.lstrip("/") for t in RECORDED]
+               ) as graph:
+        helper = graph.helper_node("closed_loop_operator")
+        enable = helper.create_client(SetBool, "assist/enable")
+        estop = helper.create_publisher(Bool, "assist/estop", reliable)
+        plant_node = graph.nodes["sim_exo"]
+        plant = plant_node.plant
+        task = plant_node.task_samples
+        phases = [slice(k * task, min((k + 1) * task, len(plant.reference.theta)))
+                  for k in range(math.ceil(len(plant.reference.theta) / task))]
+        enable_time = None if enable_repeat is None else phases[enable_repeat].start * \
+            plant.settings.dt
+        estop_at = None if estop_repeat is None else estop_time(plant, phases[estop_repeat])
+        graph.start()
+        enabled_at, refusals, estopped_at, pending = None, [], None, None
+        shown = 0
+        while True:
+            graph.spin_for(0.02)
+            now = plant_node.plant_time()
+            if progress is not None and now >= shown + 5:
+                shown = int(now)
+                progress(now, plant.duration)
+            if enable_time is not None and enabled_at is None and now >= enable_time:
+                if pending is None:
+                    pending = enable.call_async(SetBool.Request(data=True))
+                elif pending.done():
+                    reply = pending.result()
+                    if reply.success:
+                        enabled_at = now
+                    else:
+                        refusals.append(f"{now:.2f} s: {reply.message}")
+                    pending = None
+            if estop_at is not None and estopped_at is None and now >= estop_at:
+                estop.publish(Bool(data=True))
+                estopped_at = plant_node.plant_time()
+            if plant_node.finished.is_set() or plant_node.health.error:
+                stopped = plant_node.health.error or "task finished"
+                break
+        graph.spin_for(0.1)
+        counts = graph.counts()
+        controller = dict(config.get("assist_controller", {}))
+    return Session(plant, phases, record, counts, stopped, enabled_at, refusals, estopped_at,
+                   time.monotonic() - started, controller)
+
+
+def phase_metrics(session: Session, part: slice) -> dict[str, float]:
+    """The person's effort, tracking and the device's torque over the samples ``part``."""
+    log, ref = session.plant.log, session.plant.reference
+    angle_error = log["angle"][part] - ref.theta[part]
+    return {
+        "mean_abs_net_moment_nm": float(np.mean(np.abs(log["net_moment"][part]))),
+        "mean_sum_sq_activation": float(np.mean(log["effort"][part])),
+        "tracking_rmse_deg": float(np.degrees(np.sqrt(np.mean(angle_error**2)))),
+        "mean_abs_exo_torque_nm": float(np.mean(np.abs(log["exo_torque"][part]))),
+        "max_abs_exo_torque_nm": float(np.max(np.abs(log["exo_torque"][part]))),
+        "oscillation_share": oscillation(log["exo_torque"][part], session.plant.settings.dt),
+    }
+
+
+def oscillation(torque: np.ndarray, dt: float) -> float:
+    """Share of the torque's power (mean removed) above :data:`OSCILLATION_HZ`; 0 for a torque
+    without variation."""
+    x = np.asarray(torque, dtype=float) - np.mean(torque)
+    power = np.abs(np.fft.rfft(x * np.hanning(x.size)))**2
+    total = power[1:].sum()
+    if total <= 1e-12:
+        return 0.0
+    freq = np.fft.rfftfreq(x.size, dt)
+    return float(power[freq > OSCILLATION_HZ].sum() / total)
+
+
+def recorded(session: Session) -> dict[str, list]:
+    """The recorded topics: (log time ns, message) lists."""
+    from emg_msk_ros.io.bag_replay import read_topics
+
+    return read_topics(session.record, [COMMAND_TOPIC, *RECORDED])
+
+
+def command_checks(session: Session, topics: dict, period: float) -> dict:
+    """Every recorded command against the controller's limits: |torque| <= max_torque and
+    |change| <= max_torque_rate × (time between the commands' arrival + one control
+    ``period``, the arrival jitter allowed). Counts the limit flags the controller raised."""
+    limits = session.controller
+    max_torque = float(limits.get("max_torque", [10.0])[0])
+    max_rate = float(limits.get("max_torque_rate", [100.0])[0])
+    commands = topics[COMMAND_TOPIC]
+    times = np.array([t for t, _ in commands], dtype=np.int64) * 1e-9
+    values = np.array([m.data[0] for _, m in commands], dtype=float)
+    over = np.abs(values) > max_torque + 1e-9
+    steps = np.abs(np.diff(values)) > max_rate * (np.diff(times) + period) + 1e-9
+    flags = {name: 0 for name in ("saturated", "rate_limited", "range_limited",
+                                  "velocity_limited", "stale_input")}
+    faults = []
+    for _, state in topics["/assist/state"]:
+        for name in flags:
+            value = getattr(state, name)
+            flags[name] += int(any(value) if not isinstance(value, bool) else value)
+        if state.fault and state.fault_reason and state.fault_reason not in faults:
+            faults.append(state.fault_reason)
+    return {"commands": int(values.size), "max_abs_command_nm": float(np.abs(values).max())
+            if values.size else 0.0, "over_max_torque": int(over.sum()),
+            "over_max_rate": int(steps.sum()), "max_torque_nm": max_torque,
+            "max_torque_rate_nm_s": max_rate, "limit_flags": flags, "faults": faults}
+
+
+def estop_response(session: Session, period: float) -> dict | None:
+    """Time from the e-stop to zero applied torque (|torque| < :data:`ZERO_TORQUE` from then
+    on) against one control ``period`` plus the actuator delay, and what the joint did."""
+    if session.estop_at is None:
+        return None
+    plant, log = session.plant, session.plant.log
+    dt = plant.settings.dt
+    first = int(math.ceil(session.estop_at / dt))
+    applied = np.abs(log["exo_torque"][first:plant.steps])
+    nonzero = np.flatnonzero(applied >= ZERO_TORQUE)
+    zero_at = first + (nonzero[-1] + 1 if nonzero.size else 0)
+    actuator = plant.settings.actuator
+    after = slice(first, min(first + int(round(0.5 / dt)), plant.steps))
+    error = log["angle"][after] - plant.reference.theta[after]
+    return {
+        "estop_at_s": session.estop_at,
+        "torque_at_estop_nm": float(log["exo_torque"][min(first, plant.steps - 1)]),
+        "time_to_zero_ms": (zero_at - first) * dt * 1e3 if zero_at < plant.steps else None,
+        "bound_ms": (period + actuator.delay) * 1e3,
+        "actuator_settling_ms": math.log(100.0) / (2 * math.pi * actuator.bandwidth) * 1e3,
+        "joint_max_deviation_deg_500ms": float(np.degrees(np.abs(error).max())),
+        "joint_max_speed_rad_s_500ms": float(np.abs(log["velocity"][after]).max()),
+    }
+
+
+def latency_ms(topics: dict) -> dict[str, dict[str, float]]:
+    """p50/p99/max of arrival − stamp (ms) of the estimates and of the controller's state."""
+    out = {}
+    for key, topic in (("emg_to_estimate", "/msk/joint_states"),
+                       ("emg_to_command", "/assist/state")):
+        items = [(t, m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec)
+                 for t, m in topics[topic]]
+        latency = np.array([(t - s) * 1e-6 for t, s in items if s > 0])
+        if latency.size:
+            p50, p99 = np.percentile(latency, [50, 99])
+            out[key] = {"p50": float(p50), "p99": float(p99), "max": float(latency.max())}
+    return out
