@@ -33,8 +33,17 @@ EMG_MSK = Path(sys.executable).parent / "emg-msk"
 
 def test_pipeline_config_has_a_section_per_node():
     config = load_config()
-    assert list(config) == list(NODE_CLASSES)
+    assert list(config) == [name for name in NODE_CLASSES if name != "sim_exo"]
     assert config["emg_driver"]["chunk_size"] == 10
+    closed = load_config(config_path("sim_exo.yaml"))  # the simulated wearer replaces the driver
+    assert list(closed) == [name for name in NODE_CLASSES if name != "emg_driver"]
+
+
+def test_the_graph_refuses_two_sources_of_emg_raw():
+    config = load_config()
+    config["sim_exo"] = {}
+    with pytest.raises(GraphError, match="emg_driver and sim_exo both publish emg/raw"):
+        Graph(config)
 
 
 def test_pipeline_config_carries_the_controller_defaults_unchanged_but_the_rviz_frame():
