@@ -195,7 +195,8 @@ def command_checks(session: Session, topics: dict, period: float) -> dict:
 
 def estop_response(session: Session, period: float) -> dict | None:
     """Time from the e-stop to zero applied torque (|torque| < :data:`ZERO_TORQUE` from then
-    on) against one control ``period`` plus the actuator delay, and what the joint did."""
+    on) against one control ``period`` plus the actuator delay, and what the joint did;
+    ``time_to_zero_ms`` is None when the torque was already zero (e.g. after a fault)."""
     if session.estop_at is None:
         return None
     plant, log = session.plant, session.plant.log
@@ -207,10 +208,12 @@ def estop_response(session: Session, period: float) -> dict | None:
     actuator = plant.settings.actuator
     after = slice(first, min(first + int(round(0.5 / dt)), plant.steps))
     error = log["angle"][after] - plant.reference.theta[after]
+    torque = float(log["exo_torque"][min(first, plant.steps - 1)])
+    measured = abs(torque) >= ZERO_TORQUE and zero_at < plant.steps  # else nothing to zero
     return {
         "estop_at_s": session.estop_at,
-        "torque_at_estop_nm": float(log["exo_torque"][min(first, plant.steps - 1)]),
-        "time_to_zero_ms": (zero_at - first) * dt * 1e3 if zero_at < plant.steps else None,
+        "torque_at_estop_nm": torque,
+        "time_to_zero_ms": (zero_at - first) * dt * 1e3 if measured else None,
         "bound_ms": (period + actuator.delay) * 1e3,
         "actuator_settling_ms": math.log(100.0) / (2 * math.pi * actuator.bandwidth) * 1e3,
         "joint_max_deviation_deg_500ms": float(np.degrees(np.abs(error).max())),
