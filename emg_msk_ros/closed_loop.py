@@ -22,10 +22,11 @@ import numpy as np
 from emg_msk_ros.paths import config_path
 
 COMMAND_TOPIC = "/effort_controller/commands"
-RECORDED = ("/msk/joint_states", "/assist/state", "/joint_states")
+RECORDED = ("/msk/joint_states", "/assist/state")
 OSCILLATION_HZ = 3.0  # torque power above this frequency counts toward oscillation
 OSCILLATION_SHARE = 0.25  # the loop oscillates when more of the torque's power lies above it
 ZERO_TORQUE = 0.01  # N·m: the applied torque counts as zero below this
+TRACKING = 0.5  # the person tracks the target where the task engages them at least this much
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Session:
     estop_at: float | None
     wall_s: float
     controller: dict
+    plant_start_ns: int  # system time of plant time 0
 
 
 def sim_config(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
@@ -78,10 +80,13 @@ def estop_time(plant, phase: slice) -> float:
 def run_session(config: dict, record: Path, *, enable_repeat: int | None = 1,
                 estop_repeat: int | None = None, progress=None) -> Session:
     """Run the closed loop once (see the module docstring); ``record`` must not exist.
-    The e-stop, if any, comes during repeat ``estop_repeat`` (see :func:`estop_time`)."""
+
+    The e-stop, if any, comes during repeat ``estop_repeat`` (see :func:`estop_time`); should a
+    fault have latched before that repeat (the watchdog on a starved machine), the fault is
+    reset and the assist enabled again at its start, so that the e-stop meets a torque."""
     from rclpy.qos import QoSProfile, QoSReliabilityPolicy
     from std_msgs.msg import Bool
-    from std_srvs.srv import SetBool
+    from std_srvs.srv import SetBool, Trigger
 
     from emg_msk_ros.runner import Graph
 
@@ -91,18 +96,26 @@ def run_session(config: dict, record: Path, *, enable_repeat: int | None = 1,
                record_topics=[COMMAND_TOPIC.lstrip("/")] + [t.lstrip("/") for t in RECORDED]
                ) as graph:
         helper = graph.helper_node("closed_loop_operator")
-        enable = helper.create_client(SetBool, "assist/enable")
+        services = {"enable": (helper.create_client(SetBool, "assist/enable"),
+                               SetBool.Request(data=True)),
+                    "reset": (helper.create_client(Trigger, "assist/reset_fault"),
+                              Trigger.Request())}
         estop = helper.create_publisher(Bool, "assist/estop", reliable)
         plant_node = graph.nodes["sim_exo"]
         plant = plant_node.plant
-        task = plant_node.task_samples
+        task, dt = plant_node.task_samples, plant.settings.dt
         phases = [slice(k * task, min((k + 1) * task, len(plant.reference.theta)))
                   for k in range(math.ceil(len(plant.reference.theta) / task))]
-        enable_time = None if enable_repeat is None else phases[enable_repeat].start * \
-            plant.settings.dt
-        estop_at = None if estop_repeat is None else estop_time(plant, phases[estop_repeat])
+        schedule = []  # (plant time s, action), in time order
+        if enable_repeat is not None:
+            schedule.append((phases[enable_repeat].start * dt, "enable"))
+        if estop_repeat is not None:
+            schedule += [(phases[estop_repeat].start * dt, "reset"),
+                         (phases[estop_repeat].start * dt, "enable"),
+                         (estop_time(plant, phases[estop_repeat]), "estop")]
+        done: dict[str, list[float]] = {"enable": [], "reset": [], "estop": []}
+        refusals, pending = [], None
         graph.start()
-        enabled_at, refusals, estopped_at, pending = None, [], None, None
         shown = 0
         while True:
             graph.spin_for(0.02)
@@ -110,37 +123,52 @@ def run_session(config: dict, record: Path, *, enable_repeat: int | None = 1,
             if progress is not None and now >= shown + 5:
                 shown = int(now)
                 progress(now, plant.duration)
-            if enable_time is not None and enabled_at is None and now >= enable_time:
-                if pending is None:
-                    pending = enable.call_async(SetBool.Request(data=True))
-                elif pending.done():
-                    reply = pending.result()
-                    if reply.success:
-                        enabled_at = now
-                    else:
-                        refusals.append(f"{now:.2f} s: {reply.message}")
-                    pending = None
-            if estop_at is not None and estopped_at is None and now >= estop_at:
-                estop.publish(Bool(data=True))
-                estopped_at = plant_node.plant_time()
+            if pending is not None and pending[1].done():
+                action, future = pending
+                reply = future.result()
+                if reply.success:
+                    done[action].append(now)
+                    schedule.pop(0)
+                else:
+                    refusals.append(f"{now:.2f} s {action}: {reply.message}")
+                pending = None
+            elif pending is None and schedule and now >= schedule[0][0]:
+                action = schedule[0][1]
+                if action == "estop":
+                    estop.publish(Bool(data=True))
+                    done["estop"].append(plant_node.plant_time())
+                    schedule.pop(0)
+                else:
+                    client, request = services[action]
+                    pending = (action, client.call_async(request))
             if plant_node.finished.is_set() or plant_node.health.error:
                 stopped = plant_node.health.error or "task finished"
                 break
         graph.spin_for(0.1)
         counts = graph.counts()
         controller = dict(config.get("assist_controller", {}))
-    return Session(plant, phases, record, counts, stopped, enabled_at, refusals, estopped_at,
-                   time.monotonic() - started, controller)
+    return Session(plant, phases, record, counts, stopped,
+                   done["enable"][0] if done["enable"] else None, refusals,
+                   done["estop"][0] if done["estop"] else None,
+                   time.monotonic() - started, controller, plant_node.stream_start_ns)
 
 
 def phase_metrics(session: Session, part: slice) -> dict[str, float]:
-    """The person's effort, tracking and the device's torque over the samples ``part``."""
+    """The person's effort, tracking and the device's torque over the samples ``part``.
+
+    Tracking RMSE counts the samples where the person tracks the target; where the task has
+    them relaxed (rests: no tracking, the limb settles under gravity and whatever torque acts)
+    the largest deviation from the target is reported on its own."""
     log, ref = session.plant.log, session.plant.reference
-    angle_error = log["angle"][part] - ref.theta[part]
+    angle_error = np.degrees(log["angle"][part] - ref.theta[part])
+    tracking = ref.engaged[part] >= TRACKING
     return {
         "mean_abs_net_moment_nm": float(np.mean(np.abs(log["net_moment"][part]))),
         "mean_sum_sq_activation": float(np.mean(log["effort"][part])),
-        "tracking_rmse_deg": float(np.degrees(np.sqrt(np.mean(angle_error**2)))),
+        "tracking_rmse_deg": float(np.sqrt(np.mean(angle_error[tracking]**2)))
+        if tracking.any() else 0.0,
+        "relaxed_max_deviation_deg": float(np.abs(angle_error[~tracking]).max())
+        if (~tracking).any() else 0.0,
         "mean_abs_exo_torque_nm": float(np.mean(np.abs(log["exo_torque"][part]))),
         "max_abs_exo_torque_nm": float(np.max(np.abs(log["exo_torque"][part]))),
         "oscillation_share": oscillation(log["exo_torque"][part], session.plant.settings.dt),
@@ -195,8 +223,10 @@ def command_checks(session: Session, topics: dict, period: float) -> dict:
 
 def estop_response(session: Session, period: float) -> dict | None:
     """Time from the e-stop to zero applied torque (|torque| < :data:`ZERO_TORQUE` from then
-    on) against one control ``period`` plus the actuator delay, and what the joint did;
-    ``time_to_zero_ms`` is None when the torque was already zero (e.g. after a fault)."""
+    on), what the joint did in the next 0.5 s, and two bounds: one control ``period`` plus the
+    actuator's delay, and that plus the time its first-order lag needs to take the torque at
+    the e-stop below :data:`ZERO_TORQUE`. ``time_to_zero_ms`` is None when the torque was
+    already zero (e.g. after a fault)."""
     if session.estop_at is None:
         return None
     plant, log = session.plant, session.plant.log
@@ -210,12 +240,15 @@ def estop_response(session: Session, period: float) -> dict | None:
     error = log["angle"][after] - plant.reference.theta[after]
     torque = float(log["exo_torque"][min(first, plant.steps - 1)])
     measured = abs(torque) >= ZERO_TORQUE and zero_at < plant.steps  # else nothing to zero
+    bound = period + actuator.delay
+    settling = math.log(max(abs(torque), ZERO_TORQUE) / ZERO_TORQUE) / (
+        2 * math.pi * actuator.bandwidth)
     return {
         "estop_at_s": session.estop_at,
         "torque_at_estop_nm": torque,
         "time_to_zero_ms": (zero_at - first) * dt * 1e3 if measured else None,
-        "bound_ms": (period + actuator.delay) * 1e3,
-        "actuator_settling_ms": math.log(100.0) / (2 * math.pi * actuator.bandwidth) * 1e3,
+        "bound_ms": bound * 1e3,
+        "bound_with_actuator_lag_ms": (bound + settling) * 1e3,
         "joint_max_deviation_deg_500ms": float(np.degrees(np.abs(error).max())),
         "joint_max_speed_rad_s_500ms": float(np.abs(log["velocity"][after]).max()),
     }

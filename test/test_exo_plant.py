@@ -36,9 +36,9 @@ def run(plant: ExoPlant, chunk: float = 0.005, command=None):
     return np.concatenate(emg), np.array(readings)
 
 
-def small_plant(knee, seed, motor=None):
-    settings = PlantSettings(motor=motor or PlantSettings().motor)
-    task = plan_task(knee, 2.0, DT, np.random.default_rng(seed), settings.motion)
+def small_plant(knee, seed):
+    settings = PlantSettings()
+    task = plan_task(knee, 2.0, settings.dt, np.random.default_rng(seed), settings.motion)
     return ExoPlant(knee, task, settings, seed)
 
 
@@ -71,7 +71,7 @@ def test_with_zero_exo_torque_the_plant_reproduces_the_open_loop_simulator(knee)
     trial = track(knee, reference, DT, rng, settings)
     # without a reaction delay the person is the simulator's tracker: the same motion
     _, rng, _ = open_loop(knee, 5)
-    ideal = PlantSettings(motion=settings, motor=MotorSettings())
+    ideal = PlantSettings(dt=DT, motion=settings, motor=MotorSettings())
     plant = ExoPlant(knee, reference, ideal, 0, motor_rng=rng)
     run(plant)
     np.testing.assert_allclose(plant.log["angle"], trial.angle, rtol=0, atol=1e-12)
@@ -124,7 +124,7 @@ def test_the_wearer_stops_pushing_where_the_device_pushes(knee):
     moment is about 3 N·m lower than unassisted on the same task, at about the same tracking
     while they move (at rest, relaxed, the device's torque moves the limb)."""
     settings = PlantSettings()
-    task = plan_task(knee, 8.0, DT, np.random.default_rng(2), settings.motion)
+    task = plan_task(knee, 8.0, settings.dt, np.random.default_rng(2), settings.motion)
     alone, helped = ExoPlant(knee, task, settings, 2), ExoPlant(knee, task, settings, 2)
     run(alone)
     run(helped, command=lambda plant: 3.0)

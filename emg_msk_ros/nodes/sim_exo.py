@@ -67,7 +67,7 @@ def build_plant(values) -> tuple[ExoPlant, int]:
     preset = load_preset(values["preset"])
     settings = plant_settings(values)
     task = plan_task(preset, values["task_duration"], settings.dt,
-                     np.random.default_rng(values["seed"]), settings.motion)
+                     np.random.default_rng(values["seed"]), settings.motion, values["rests"])
     extra = int(round(values["extra"] / settings.dt))
     plant = ExoPlant(preset, repeat_reference(task, values["repeats"], extra), settings,
                      values["seed"])
@@ -89,11 +89,13 @@ class SimExo(Node):
             ("extra", 0.0, "s of the task's beginning done once more at the end",
              {"low": 0.0, "high": 3600.0}),
             ("motion", "mixed", "speed regime of the task", {"choices": sorted(REGIMES)}),
+            ("rests", False, "the task has relaxed rests (the device then moves the relaxed "
+             "limb); false: a bout of movements and holds, the person engaged throughout", {}),
             ("max_speed", 1.5, "cap on the task's peak speed, rad/s", {"low": 0.1,
                                                                        "high": 20.0}),
             ("cocontraction", 0.3, "largest co-contraction activation in holds",
              {"low": 0.0, "high": 1.0}),
-            ("feedback_bandwidth", 1.0, "Hz, the person's tracking feedback",
+            ("feedback_bandwidth", 0.7, "Hz, the person's tracking feedback",
              {"low": 0.1, "high": 10.0}),
             ("reaction_delay", 0.12, "s, the person's feedback delay", {"low": 0.0,
                                                                         "high": 1.0}),
@@ -105,7 +107,7 @@ class SimExo(Node):
              {"low": 0.1, "high": 10000.0}),
             ("actuator_delay", 0.005, "s, transport delay from command to torque",
              {"low": 0.0, "high": 1.0}),
-            ("command_timeout", 0.1, "s without a command before the torque goes to zero",
+            ("command_timeout", 0.25, "s without a command before the torque goes to zero",
              {"low": 0.001, "high": 10.0}),
             ("encoder_rate", 500.0, "Hz, joint_states rate", {"low": 1.0, "high": 10000.0}),
             ("encoder_resolution", 2 * np.pi / 2**14, "rad per encoder count",

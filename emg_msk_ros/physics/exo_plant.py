@@ -42,7 +42,7 @@ class ActuatorSettings:
     torque_limit: float = 15.0  # the motor's peak torque
     bandwidth: float = 100.0  # Hz, first-order torque response (-3 dB)
     delay: float = 0.005  # s, transport delay from command to motor
-    command_timeout: float = 0.1  # s without a command before the torque target is zero
+    command_timeout: float = 0.25  # s without a command before the torque target is zero
 
     def __post_init__(self) -> None:
         for name in ("torque_limit", "bandwidth", "command_timeout"):
@@ -91,11 +91,11 @@ class Actuator:
 class PlantSettings:
     """The simulated wearer and device. ``dt`` s is the integration step."""
 
-    dt: float = 0.001
+    dt: float = 0.002  # the simulator's 1 ms gives the same motion; 2 ms halves the cost
     motion: MotionSettings = field(default_factory=lambda: MotionSettings(
         regime="mixed", max_speed=1.5))
     motor: MotorSettings = field(default_factory=lambda: MotorSettings(
-        bandwidth=1.0, reaction_delay=0.12, adaptation_time=2.0))
+        bandwidth=0.7, reaction_delay=0.12, adaptation_time=2.0))
     actuator: ActuatorSettings = field(default_factory=ActuatorSettings)
     encoder: EncoderSettings = field(default_factory=EncoderSettings)
     emg: EmgSynthSettings = field(default_factory=EmgSynthSettings)

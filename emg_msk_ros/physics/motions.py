@@ -89,11 +89,13 @@ class _Planner:
     """Appends reference pieces until the duration is filled."""
 
     def __init__(self, preset: Preset, dt: float, rng: np.random.Generator,
-                 settings: MotionSettings, start: float, rest_angle: float) -> None:
+                 settings: MotionSettings, start: float, rest_angle: float,
+                 rests: bool = True) -> None:
         lo, hi = preset.joint.range
         pad = settings.margin * (hi - lo)
         self.lo, self.hi = lo + pad, hi - pad
         self.dt, self.rng, self.settings = dt, rng, settings
+        self.rests = rests  # False: no rest episodes, holds keep the person engaged
         self.rest_angle = float(np.clip(rest_angle, self.lo, self.hi))
         self.angle = start
         self.pieces: list[tuple[np.ndarray, ...]] = []
@@ -124,8 +126,12 @@ class _Planner:
 
     def episode(self) -> None:
         """One randomly chosen episode: move, cycles, hold or rest; a third of the active
-        episodes add co-contraction (a random level up to ``settings.cocontraction``)."""
-        kind = self.rng.choice(["move", "cycles", "hold", "rest"], p=[0.3, 0.35, 0.2, 0.15])
+        episodes add co-contraction (a random level up to ``settings.cocontraction``); without
+        ``rests`` the other three keep their odds."""
+        kinds, odds = ["move", "cycles", "hold", "rest"], [0.3, 0.35, 0.2, 0.15]
+        if not self.rests:
+            kinds, odds = kinds[:3], [p / 0.85 for p in odds[:3]]
+        kind = self.rng.choice(kinds, p=odds)
         top = self.settings.cocontraction
         cc = float(self.rng.uniform(0.3 * top, top)) if self.rng.random() < 0.35 else 0.0
         if kind == "move":
@@ -160,10 +166,12 @@ class _Planner:
 
 
 def _planner(preset: Preset, n: int, dt: float, rng: np.random.Generator,
-             settings: MotionSettings, start: float, rest_angle: float) -> _Planner:
-    """A planner filled with at least n samples (step dt), starting at rest at ``start``."""
-    planner = _Planner(preset, dt, rng, settings, start, rest_angle)
-    planner.hold(rng.uniform(0.5, 1.0), engaged=0.0)
+             settings: MotionSettings, start: float, rest_angle: float,
+             rests: bool = True) -> _Planner:
+    """A planner filled with at least n samples (step dt), starting at ``start``: relaxed
+    there, or without ``rests`` holding it."""
+    planner = _Planner(preset, dt, rng, settings, start, rest_angle, rests)
+    planner.hold(rng.uniform(0.5, 1.0), engaged=0.0 if rests else 1.0)
     while planner.length < n:
         planner.episode()
     return planner
@@ -176,20 +184,21 @@ def plan_reference(preset: Preset, n: int, dt: float, rng: np.random.Generator,
 
 
 def plan_task(preset: Preset, duration: float, dt: float, rng: np.random.Generator,
-              settings: MotionSettings | None = None) -> Reference:
-    """A repeatable task: random motion (step dt) that starts at rest at the relaxed limb's
-    rest angle, is cut at its last standstill within ``duration`` s, and returns there,
-    relaxed for the last 0.5 s."""
+              settings: MotionSettings | None = None, rests: bool = True) -> Reference:
+    """A repeatable task: random motion (step dt) that starts at the relaxed limb's rest angle,
+    is cut at its last standstill within ``duration`` s, and returns there for the last
+    0.5 s; relaxed at both ends and in rest episodes, or without ``rests`` engaged throughout
+    (a bout of movements and holds)."""
     settings = settings or MotionSettings()
     rest = rest_angle(preset, settings.tone)
     n = int(round(duration / dt))
-    planner = _planner(preset, n, dt, rng, settings, rest, rest)
+    planner = _planner(preset, n, dt, rng, settings, rest, rest, rests)
     reference = planner.reference(planner.length)
     still = np.flatnonzero(reference.omega[:n] == 0.0)
     cut = int(still[-1]) + 1 if still.size else n
     planner = _Planner(preset, dt, rng, settings, float(reference.theta[cut - 1]), rest)
     planner.move(rest, min(planner.speed(), 1.0))
-    planner.hold(0.5, engaged=0.0)
+    planner.hold(0.5, engaged=0.0 if rests else 1.0)
     back = planner.reference(planner.length)
     columns = [getattr(r, f.name)[:k] for f in fields(Reference)
                for r, k in ((reference, cut), (back, None))]

@@ -10,8 +10,8 @@ motion (:class:`~emg_msk_ros.physics.motions.Reference`), one integration step a
 - Adaptation (``adaptation_time`` > 0): the person learns, with that forgetting time, an
   internal model of the external torque they feel (a least-squares fit
   tau_ext ≈ w·tau_required + b against the torque their plan requires, both as perceived
-  ``reaction_delay`` s ago) and plans their feedforward for the rest: a person stops pushing
-  where a device pushes for them. Without an external torque w = b = 0 and the feedforward is
+  ``reaction_delay`` s ago, while they track: relaxed, they learn nothing) and plans their
+  feedforward for the rest: a person stops pushing where a device pushes for them. Without an external torque w = b = 0 and the feedforward is
   the plan's.
 - Signal-dependent motor noise on each excitation.
 
@@ -34,6 +34,7 @@ _LOOKAHEAD = 0.02  # s over which the controller inverts the activation dynamics
 # so that a few samples of a small torque do not swing the internal model.
 _RIDGE = (1.0, 1e-3)
 _MAX_SHARE = 0.9  # largest share of the required torque the person leaves to the device
+_BATCH = 10  # samples of adapted feedforward planned at once
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class MotorSettings:
             raise ValueError(f"reaction_delay must be in [0, 1] s, got {self.reaction_delay}")
         if not self.adaptation_time >= 0.0:
             raise ValueError(f"adaptation_time must be >= 0 s, got {self.adaptation_time}")
+
 
 
 class Tracker:
@@ -92,18 +94,24 @@ class Tracker:
             if self.motor.adaptation_time > 0 else None
         self._moments = np.zeros(5)  # running means of x², x, 1, x·y, y
         self.share, self.offset = 0.0, 0.0  # internal model: tau_ext ≈ share·required + offset
+        self._planned = (0, np.zeros((0, count)))  # (first sample, adapted feedforward rows)
 
     def _engage(self, planned: np.ndarray, rows) -> np.ndarray:
         engaged = self.reference.engaged[rows][..., None]
         return engaged * planned + (1.0 - engaged) * self.tone
 
     def _adapted_feedforward(self, j: int) -> np.ndarray:
+        """The feedforward at sample j for the internal model; planned for _BATCH samples at
+        a time with the model of the batch's first one (it changes over seconds)."""
         if self.share == 0.0 and self.offset == 0.0:
             return self.feedforward[j]
-        goal = (1.0 - self.share) * self.required[j] - self.offset - self.passive[j]
-        planned, _ = solve_activations(self.k[j:j + 1], np.array([goal]),
-                                       self.baseline[j:j + 1])
-        return self._engage(planned[0], j)
+        start, planned = self._planned
+        if not start <= j < start + len(planned):
+            rows = slice(j, j + _BATCH)
+            goal = (1.0 - self.share) * self.required[rows] - self.offset - self.passive[rows]
+            activation, _ = solve_activations(self.k[rows], goal, self.baseline[rows])
+            start, planned = self._planned = j, self._engage(activation, rows)
+        return planned[j - start]
 
     def _adapt(self, i: int, felt: float) -> None:
         """Update the internal model with the torque felt at step ``i`` (N·m)."""
@@ -124,7 +132,7 @@ class Tracker:
         activation after the previous step and the external torque acting now (N·m)."""
         self._perceived.append((i, theta, omega, external_torque))
         seen, seen_theta, seen_omega, felt = self._perceived[0]
-        if self._forget is not None:
+        if self._forget is not None and self.reference.engaged[seen] >= 0.5:
             self._adapt(seen, felt)
         reference, n = self.reference, self.n
         j = min(i + self.ahead, n - 1)
