@@ -52,7 +52,9 @@ def plant_settings(values) -> PlantSettings:
                               cocontraction=values["cocontraction"]),
         motor=MotorSettings(bandwidth=values["feedback_bandwidth"],
                             reaction_delay=values["reaction_delay"],
-                            adaptation_time=values["adaptation_time"]),
+                            adaptation_time=values["adaptation_time"],
+                            reflex_bandwidth=values["reflex_bandwidth"],
+                            reflex_delay=values["reflex_delay"]),
         actuator=ActuatorSettings(torque_limit=values["torque_limit"],
                                   bandwidth=values["actuator_bandwidth"],
                                   delay=values["actuator_delay"],
@@ -99,6 +101,9 @@ class SimExo(Node):
              {"low": 0.1, "high": 10.0}),
             ("reaction_delay", 0.12, "s, the person's feedback delay", {"low": 0.0,
                                                                         "high": 1.0}),
+            ("reflex_bandwidth", 1.5, "Hz, the person's short-latency (stretch reflex) "
+             "feedback (0: none)", {"low": 0.0, "high": 10.0}),
+            ("reflex_delay", 0.04, "s, the reflex's delay", {"low": 0.0, "high": 1.0}),
             ("adaptation_time", 2.0, "s, forgetting time of the person's model of the "
              "device's torque (0: no adaptation)", {"low": 0.0, "high": 600.0}),
             ("torque_limit", 15.0, "N·m, the actuator's peak torque", {"low": 0.01,

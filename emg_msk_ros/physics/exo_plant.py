@@ -95,7 +95,8 @@ class PlantSettings:
     motion: MotionSettings = field(default_factory=lambda: MotionSettings(
         regime="mixed", max_speed=1.5))
     motor: MotorSettings = field(default_factory=lambda: MotorSettings(
-        bandwidth=0.7, reaction_delay=0.12, adaptation_time=2.0))
+        bandwidth=0.7, reaction_delay=0.12, adaptation_time=2.0, reflex_bandwidth=1.5,
+        reflex_delay=0.04))
     actuator: ActuatorSettings = field(default_factory=ActuatorSettings)
     encoder: EncoderSettings = field(default_factory=EncoderSettings)
     emg: EmgSynthSettings = field(default_factory=EmgSynthSettings)

@@ -5,7 +5,8 @@ motion (:class:`~emg_msk_ros.physics.motions.Reference`), one integration step a
   with the co-contraction level as the activation baseline); relaxed muscles at rest.
 - Feedback: a PD law on the tracking error, spread over the muscles along their
   torque-per-activation directions. The error is the one the person perceived
-  ``reaction_delay`` s ago (0: the simulator's ideal tracker).
+  ``reaction_delay`` s ago (0: the simulator's ideal tracker); optionally a second,
+  short-latency PD loop (a stretch reflex) on the error seen ``reflex_delay`` s ago.
 - The first-order activation dynamics are inverted over a short look-ahead.
 - Adaptation (``adaptation_time`` > 0): the person learns, with that forgetting time, an
   internal model of the external torque they feel (a least-squares fit
@@ -45,6 +46,9 @@ class MotorSettings:
     damping_ratio: float = 0.8
     reaction_delay: float = 0.0  # s between a tracking error and the feedback acting on it
     adaptation_time: float = 0.0  # s, forgetting time of the internal model; 0: none
+    # a second, short-latency (stretch reflex) PD loop: bandwidth Hz (0: none) and delay s
+    reflex_bandwidth: float = 0.0
+    reflex_delay: float = 0.04
 
     def __post_init__(self) -> None:
         if not self.bandwidth > 0:
@@ -55,6 +59,11 @@ class MotorSettings:
             raise ValueError(f"reaction_delay must be in [0, 1] s, got {self.reaction_delay}")
         if not self.adaptation_time >= 0.0:
             raise ValueError(f"adaptation_time must be >= 0 s, got {self.adaptation_time}")
+        if not self.reflex_bandwidth >= 0.0:
+            raise ValueError(f"reflex_bandwidth must be >= 0 Hz, got {self.reflex_bandwidth}")
+        if self.reflex_bandwidth and not 0.0 <= self.reflex_delay <= self.reaction_delay:
+            raise ValueError(f"reflex_delay must be in [0, reaction_delay] s, got "
+                             f"{self.reflex_delay}")
 
 
 
@@ -88,6 +97,13 @@ class Tracker:
         self.noise = noise
         self.n = n
         delay = int(round(self.motor.reaction_delay / dt))
+        self.reflex = None  # (kp, kd, delay steps) of the reflex loop
+        if self.motor.reflex_bandwidth > 0:
+            omega_r = 2 * math.pi * self.motor.reflex_bandwidth
+            self.reflex = (joint.inertia * omega_r**2,
+                           2 * self.motor.damping_ratio * joint.inertia * omega_r,
+                           int(round(self.motor.reflex_delay / dt)))
+        self._index = 0
         # perceived (theta, omega, external torque) of the last `delay` steps, oldest first
         self._perceived = collections.deque(maxlen=delay + 1)
         self._forget = math.exp(-dt / self.motor.adaptation_time) \
@@ -126,20 +142,30 @@ class Tracker:
         self.offset = (a * y - b * xy) / det if share == self.share else \
             (y - self.share * x1) / c
 
+    def _pd(self, kp: float, kd: float, j: int, perceived) -> float:
+        """PD torque (N·m) on the error perceived at step ``perceived[0]``, against the target
+        that the look-ahead sample j had then."""
+        seen, seen_theta, seen_omega, _ = perceived
+        lag = self._index - seen
+        return (kp * (self.reference.theta[j - lag] - seen_theta)
+                + kd * (self.reference.omega[j - lag] - seen_omega))
+
     def excitation(self, i: int, theta: float, omega: float, activation: np.ndarray,
                    external_torque: float = 0.0) -> np.ndarray:
         """Excitations (M,) for step ``i`` from the joint's state now (rad, rad/s), the muscles'
         activation after the previous step and the external torque acting now (N·m)."""
+        self._index = i
         self._perceived.append((i, theta, omega, external_torque))
         seen, seen_theta, seen_omega, felt = self._perceived[0]
         if self._forget is not None and self.reference.engaged[seen] >= 0.5:
             self._adapt(seen, felt)
         reference, n = self.reference, self.n
         j = min(i + self.ahead, n - 1)
-        lag = i - seen
-        error = reference.theta[j - lag] - seen_theta
-        d_error = reference.omega[j - lag] - seen_omega
-        correction = reference.engaged[i] * (self.kp * error + self.kd * d_error)
+        correction = reference.engaged[i] * self._pd(self.kp, self.kd, j, self._perceived[0])
+        if self.reflex is not None:
+            kp, kd, steps = self.reflex
+            recent = self._perceived[max(-1 - steps, -len(self._perceived))]
+            correction += reference.engaged[i] * self._pd(kp, kd, j, recent)
         target = np.minimum(np.maximum(self._adapted_feedforward(j)
                                        + correction * self.direction[j], 0.0), 1.0)
         gain = np.where(target > activation, self.gain_up, self.gain_down)
