@@ -195,9 +195,10 @@ def recorded(session: Session) -> dict[str, list]:
 
 
 def command_checks(session: Session, topics: dict, period: float) -> dict:
-    """Every recorded command against the controller's limits: |torque| <= max_torque and
-    |change| <= max_torque_rate × (time between the commands' arrival + one control
-    ``period``, the arrival jitter allowed). Counts the limit flags the controller raised."""
+    """Every recorded command against the controller's limits: |torque| <= max_torque and,
+    for changes away from zero, |change| <= max_torque_rate × (time between the commands'
+    arrival + one control ``period``, the arrival jitter allowed); a change toward zero is
+    always allowed (the e-stop jumps there). Counts the limit flags the controller raised."""
     limits = session.controller
     max_torque = float(limits.get("max_torque", [10.0])[0])
     max_rate = float(limits.get("max_torque_rate", [100.0])[0])
@@ -205,7 +206,10 @@ def command_checks(session: Session, topics: dict, period: float) -> dict:
     times = np.array([t for t, _ in commands], dtype=np.int64) * 1e-9
     values = np.array([m.data[0] for _, m in commands], dtype=float)
     over = np.abs(values) > max_torque + 1e-9
-    steps = np.abs(np.diff(values)) > max_rate * (np.diff(times) + period) + 1e-9
+    # a step toward zero (e-stop, fault ramp, disable) may be as fast as it likes
+    toward_zero = (np.abs(values[1:]) <= np.abs(values[:-1])) & (values[1:] * values[:-1] >= 0)
+    steps = (np.abs(np.diff(values)) > max_rate * (np.diff(times) + period) + 1e-9) \
+        & ~toward_zero
     flags = {name: 0 for name in ("saturated", "rate_limited", "range_limited",
                                   "velocity_limited", "stale_input")}
     faults = []

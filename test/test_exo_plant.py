@@ -136,3 +136,25 @@ def test_the_wearer_stops_pushing_where_the_device_pushes(knee):
     rmse = [np.degrees(np.sqrt(np.mean((p.log["angle"][moving] - task.theta[moving]) ** 2)))
             for p in (alone, helped)]
     assert rmse[1] < rmse[0] + 1.0
+
+
+def test_command_checks_flag_commands_past_the_limits_but_not_steps_to_zero():
+    from types import SimpleNamespace
+
+    from emg_msk_ros import closed_loop as loop
+
+    def command(ms, value):
+        return (int(ms * 1e6), SimpleNamespace(data=[value]))
+
+    state = SimpleNamespace(saturated=[True], rate_limited=[False], range_limited=[False],
+                            velocity_limited=[False], stale_input=False, fault=False,
+                            fault_reason="")
+    session = SimpleNamespace(controller={"max_torque": [10.0], "max_torque_rate": [100.0]})
+    ok = [command(0, 0.0), command(5, 0.5), command(10, 1.0), command(11, 0.0)]  # e-stop jump
+    topics = {loop.COMMAND_TOPIC: ok, "/assist/state": [(0, state)]}
+    checks = loop.command_checks(session, topics, 0.005)
+    assert (checks["over_max_torque"], checks["over_max_rate"]) == (0, 0)
+    assert checks["limit_flags"]["saturated"] == 1
+    bad = ok + [command(16, 10.5), command(21, -9.0)]  # past max_torque; a jump through zero
+    checks = loop.command_checks(session, {**topics, loop.COMMAND_TOPIC: bad}, 0.005)
+    assert (checks["over_max_torque"], checks["over_max_rate"]) == (1, 2)
