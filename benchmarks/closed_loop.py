@@ -9,8 +9,10 @@ Baseline: the unassisted repeat of the same run. Reported per gain: the reductio
 person's mean |net muscle moment|, the change of tracking RMSE (deg), the mean |exo torque|,
 the share of the applied torque's power above 3 Hz, and faults. The loop counts as
 oscillating when that share exceeds 0.25 (human tracking torques lie below 2 Hz; a limit
-cycle of the loop shows above 3 Hz) and a gain as stable when it neither oscillates nor
-faults. The stable range per law is the gains up to the first that is not.
+cycle of the loop shows above 3 Hz). Per law: the stable range (gains up to the first that
+oscillates) and the helpful range (stable gains that lower the person's effort with tracking
+RMSE up by at most 1 deg). A run the controller's watchdog faulted (inputs late: on a busy
+machine the graph falls behind real time) is reported and not judged.
 ``--quick``: moment_fraction at 0.3 only, on a 2 s task (a few seconds of real time).
 """
 
@@ -25,8 +27,8 @@ from pathlib import Path
 
 GAINS = {  # law -> (parameter, gains swept)
     "moment_fraction": ("moment_gain", (0.1, 0.3, 0.5, 0.7, 0.9)),
-    "myoelectric": ("myoelectric_gain", (5.0, 10.0, 20.0, 40.0)),
-    "impedance": ("stiffness", (10.0, 20.0, 40.0, 80.0)),
+    "myoelectric": ("myoelectric_gain", (10.0, 20.0, 40.0, 80.0, 160.0)),
+    "impedance": ("stiffness", (20.0, 40.0, 80.0, 160.0, 320.0)),
 }
 FLEXORS = ["biceps_femoris", "semitendinosus"]
 EXTENSORS = ["rectus_femoris", "vastus_medialis"]
@@ -49,27 +51,29 @@ def one_run(law: str, gain: float, task: float, seed: int, folder: Path, model) 
     topics = loop.recorded(session)
     faults = loop.command_checks(session, topics, 1.0 / 200.0)["faults"]
     oscillates = on["oscillation_share"] > loop.OSCILLATION_SHARE
-    return {"law": law, "gain": gain,
-            "effort_reduction": 1.0 - on["mean_abs_net_moment_nm"]
-            / off["mean_abs_net_moment_nm"],
-            "tracking_rise_deg": on["tracking_rmse_deg"] - off["tracking_rmse_deg"],
+    judged = not faults and session.enabled_at is not None
+    reduction = 1.0 - on["mean_abs_net_moment_nm"] / off["mean_abs_net_moment_nm"]
+    rise = on["tracking_rmse_deg"] - off["tracking_rmse_deg"]
+    return {"law": law, "gain": gain, "effort_reduction": reduction,
+            "tracking_rise_deg": rise,
             "mean_abs_exo_torque_nm": on["mean_abs_exo_torque_nm"],
             "oscillation_share": on["oscillation_share"], "oscillates": oscillates,
-            "faults": faults, "enabled": session.enabled_at is not None,
-            "stable": not oscillates and not faults and session.enabled_at is not None}
+            "faults": faults, "enabled": session.enabled_at is not None, "judged": judged,
+            "helpful": judged and not oscillates and reduction > 0.0 and rise <= 1.0}
 
 
 def stable_range(rows: list[dict]) -> dict:
-    """Per law: the gains up to the first unstable one, and that one (None: all stable)."""
+    """Per law: the judged gains below the first that oscillates, that gain (None: none did),
+    the helpful gains among the stable ones, and the gains not judged (faulted runs)."""
     out = {}
     for law in dict.fromkeys(r["law"] for r in rows):
-        stable, first_bad = [], None
-        for row in (r for r in rows if r["law"] == law):
-            if not row["stable"]:
-                first_bad = row["gain"]
-                break
-            stable.append(row["gain"])
-        out[law] = {"stable_gains": stable, "unstable_from": first_bad}
+        runs = [r for r in rows if r["law"] == law]
+        first_bad = next((r["gain"] for r in runs if r["judged"] and r["oscillates"]), None)
+        below = [r for r in runs if first_bad is None or r["gain"] < first_bad]
+        out[law] = {"stable_gains": [r["gain"] for r in below if r["judged"]],
+                    "oscillates_from": first_bad,
+                    "helpful_gains": [r["gain"] for r in below if r["helpful"]],
+                    "not_judged": [r["gain"] for r in runs if not r["judged"]]}
     return out
 
 
@@ -79,16 +83,19 @@ def _table(result: dict) -> str:
              f"{'law':16s}{'gain':>7s}{'effort -%':>11s}{'RMSE +deg':>11s}{'|exo| N·m':>11s}"
              f"{'>3 Hz':>8s}  verdict"]
     for r in result["runs"]:
-        verdict = "stable" if r["stable"] else ("oscillates" if r["oscillates"] else
-                                               "fault: " + "; ".join(r["faults"])[:60]
-                                               if r["faults"] else "not enabled")
+        if not r["judged"]:
+            verdict = "not judged: " + ("; ".join(r["faults"])[:70] or "not enabled")
+        else:
+            verdict = "oscillates" if r["oscillates"] else \
+                "stable, helps" if r["helpful"] else "stable"
         lines.append(f"{r['law']:16s}{r['gain']:7g}{100 * r['effort_reduction']:11.1f}"
                      f"{r['tracking_rise_deg']:11.2f}{r['mean_abs_exo_torque_nm']:11.2f}"
                      f"{r['oscillation_share']:8.2f}  {verdict}")
     for law, info in result["stable_range"].items():
-        end = "none up to the largest gain tried" if info["unstable_from"] is None else \
-            f"ends at {info['unstable_from']:g}"
-        lines.append(f"stable {law}: {info['stable_gains']} ({end})")
+        end = "no oscillation up to the largest gain tried" if info["oscillates_from"] is None \
+            else f"oscillates from {info['oscillates_from']:g}"
+        lines.append(f"{law}: stable {info['stable_gains']} ({end}); helpful "
+                     f"{info['helpful_gains']}; not judged {info['not_judged']}")
     return "\n".join(lines)
 
 

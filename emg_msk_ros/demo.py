@@ -370,10 +370,11 @@ def run_closed_loop(args: argparse.Namespace) -> int:
         print(f"emg-msk demo: {exc}", file=sys.stderr)
         return 2
     _clear(out)
-    calibration = loop.wearer_calibration(config, estimator).save(out / "calibration.yaml")
-    model_path = str(estimator.path)
     config["sim_exo"].update(seed=int(args.seed), task_duration=float(args.duration),
                              repeats=2, extra=4.0, preset=estimator.preset.name)
+    # the wearer's electrodes (their gains follow the seed), calibrated as a lab would
+    calibration = loop.wearer_calibration(config, estimator).save(out / "calibration.yaml")
+    model_path = str(estimator.path)
     for name in ("emg_conditioner", "msk_estimator"):
         config.setdefault(name, {}).update(model=model_path, calibration_file=str(calibration))
     controller = config.setdefault("assist_controller", {})

@@ -135,8 +135,8 @@ class ExoPlant:
         self.steps = 0
         self._emg_next = 0
         self._reading_next = 0
-        self.log = {name: np.zeros(n) for name in ("time", "angle", "velocity",
-                                                   "net_moment", "exo_torque", "effort")}
+        self.log = {name: np.zeros(n) for name in ("angle", "velocity", "net_moment",
+                                                   "exo_torque", "effort")}
         self.log["time"] = np.arange(n) * dt
         self.log["excitation"] = np.zeros((n, m))
         self.log["activation"] = np.zeros((n, m))

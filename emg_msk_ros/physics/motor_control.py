@@ -12,8 +12,8 @@ motion (:class:`~emg_msk_ros.physics.motions.Reference`), one integration step a
   internal model of the external torque they feel (a least-squares fit
   tau_ext ≈ w·tau_required + b against the torque their plan requires, both as perceived
   ``reaction_delay`` s ago, while they track: relaxed, they learn nothing) and plans their
-  feedforward for the rest: a person stops pushing where a device pushes for them. Without an external torque w = b = 0 and the feedforward is
-  the plan's.
+  feedforward for the rest: a person stops pushing where a device pushes for them. Without
+  an external torque w = b = 0 and the feedforward is the plan's.
 - Signal-dependent motor noise on each excitation.
 
 :class:`Wearer` couples this controller with the forward integrator: the simulated person.
