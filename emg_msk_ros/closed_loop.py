@@ -41,6 +41,7 @@ class Session:
     stopped: str
     enabled_at: float | None
     enable_refusals: list[str]
+    interruptions: list[str]  # faults during the assist, each cleared and the assist re-enabled
     estop_at: float | None
     wall_s: float
     controller: dict
@@ -81,13 +82,14 @@ def run_session(config: dict, record: Path, *, enable_repeat: int | None = 1,
                 estop_repeat: int | None = None, progress=None) -> Session:
     """Run the closed loop once (see the module docstring); ``record`` must not exist.
 
-    The e-stop, if any, comes during repeat ``estop_repeat`` (see :func:`estop_time`); should a
-    fault have latched before that repeat (the watchdog on a starved machine), the fault is
-    reset and the assist enabled again at its start, so that the e-stop meets a torque."""
+    The e-stop, if any, comes during repeat ``estop_repeat`` (see :func:`estop_time`). A fault
+    while assisting (the watchdog, when the graph falls behind real time on a starved machine)
+    is noted in ``interruptions``, reset and the assist enabled again, as an operator would."""
     from rclpy.qos import QoSProfile, QoSReliabilityPolicy
     from std_msgs.msg import Bool
     from std_srvs.srv import SetBool, Trigger
 
+    from emg_msk_ros.msg import AssistState
     from emg_msk_ros.runner import Graph
 
     reliable = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
@@ -101,6 +103,9 @@ def run_session(config: dict, record: Path, *, enable_repeat: int | None = 1,
                     "reset": (helper.create_client(Trigger, "assist/reset_fault"),
                               Trigger.Request())}
         estop = helper.create_publisher(Bool, "assist/estop", reliable)
+        latest = {}  # the controller's last AssistState
+        helper.create_subscription(AssistState, "assist/state",
+                                   lambda msg: latest.update(state=msg), reliable)
         plant_node = graph.nodes["sim_exo"]
         plant = plant_node.plant
         task, dt = plant_node.task_samples, plant.settings.dt
@@ -114,7 +119,7 @@ def run_session(config: dict, record: Path, *, enable_repeat: int | None = 1,
                          (phases[estop_repeat].start * dt, "enable"),
                          (estop_time(plant, phases[estop_repeat]), "estop")]
         done: dict[str, list[float]] = {"enable": [], "reset": [], "estop": []}
-        refusals, pending = [], None
+        refusals, pending, interruptions = [], None, []
         graph.start()
         shown = 0
         while True:
@@ -129,9 +134,18 @@ def run_session(config: dict, record: Path, *, enable_repeat: int | None = 1,
                 if reply.success:
                     done[action].append(now)
                     schedule.pop(0)
-                else:
+                    if action == "reset":
+                        latest.clear()  # judge the state by the messages after the reset
+                elif not refusals or not refusals[-1].endswith(reply.message):
                     refusals.append(f"{now:.2f} s {action}: {reply.message}")
                 pending = None
+            state = latest.get("state")
+            if (state is not None and state.state == AssistState.STATE_FAULTED
+                    and done["enable"] and not done["estop"]
+                    and (not schedule or schedule[0][1] != "reset" or schedule[0][0] > now)):
+                # as an operator would: note the fault, clear it, enable again
+                interruptions.append(f"{now:.2f} s: {state.fault_reason}")
+                schedule[:0] = [(now, "reset"), (now, "enable")]
             elif pending is None and schedule and now >= schedule[0][0]:
                 action = schedule[0][1]
                 if action == "estop":
@@ -148,7 +162,7 @@ def run_session(config: dict, record: Path, *, enable_repeat: int | None = 1,
         counts = graph.counts()
         controller = dict(config.get("assist_controller", {}))
     return Session(plant, phases, record, counts, stopped,
-                   done["enable"][0] if done["enable"] else None, refusals,
+                   done["enable"][0] if done["enable"] else None, refusals, interruptions,
                    done["estop"][0] if done["estop"] else None,
                    time.monotonic() - started, controller, plant_node.stream_start_ns)
 

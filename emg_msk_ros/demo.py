@@ -433,7 +433,8 @@ def closed_loop_report(session, loop, gain: float) -> dict:
     return {
         "gain": gain, "task_s": session.phases[0].stop * session.plant.settings.dt,
         "run_ended": session.stopped, "enabled_at_s": session.enabled_at,
-        "enable_refusals": session.enable_refusals, "phases": phases,
+        "enable_refusals": session.enable_refusals,
+        "assist_interruptions": session.interruptions, "phases": phases,
         "effort_reduction": reduction, "tracking_rise_deg": tracking_rise,
         "commands": commands, "estop": estop, "latency_ms": loop.latency_ms(topics),
         "dropped": sum(c["dropped"] for c in counts.values()),
@@ -529,6 +530,9 @@ def print_closed_loop(report: dict) -> None:
         print(f"  faults: {'; '.join(c['faults'])}")
     if report["enable_refusals"]:
         print(f"  refused: {'; '.join(report['enable_refusals'])}")
+    if report["assist_interruptions"]:
+        print(f"  assist interrupted (fault, then reset and enabled again): "
+              f"{'; '.join(report['assist_interruptions'])}")
     e = report["estop"]
     if e:
         print(f"  e-stop at {e['estop_at_s']:.2f} s ({e['torque_at_estop_nm']:.2f} N·m): zero "
