@@ -373,6 +373,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def graph_config(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """The config file with the command line's driver overrides applied."""
     config = load_config(args.config)
+    if args.bag is None and args.rate is None:
+        return config
+    if "sim_exo" in config:
+        raise GraphError("--bag and --rate set the emg_driver, but this config runs sim_exo")
     driver = config.setdefault("emg_driver", {})
     if args.bag is not None:
         driver.update(source="bag", bag_path=str(args.bag))

@@ -160,3 +160,15 @@ def test_ctrl_c_stops_the_run_cleanly_with_zero_torque_last(tmp_path, rclpy_cont
     torques = np.array([m.data[0] for _, m in commands["/effort_controller/commands"]])
     assert np.abs(torques).max() > 0.0  # assistance was on
     assert torques[-1] == 0.0  # and the last command out is zero
+
+
+def test_run_composes_the_closed_loop_config_and_refuses_replay_options_for_it():
+    import argparse
+
+    from emg_msk_ros.runner import graph_config
+
+    closed = config_path("sim_exo.yaml")
+    args = argparse.Namespace(config=closed, bag=None, rate=None)
+    assert "emg_driver" not in graph_config(args) and "sim_exo" in graph_config(args)
+    with pytest.raises(GraphError, match="this config runs sim_exo"):
+        graph_config(argparse.Namespace(config=closed, bag=Path("session"), rate=None))
