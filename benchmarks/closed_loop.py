@@ -7,13 +7,13 @@ conditioner → estimator → assist controller → sim_exo): the simulated wear
 of ``--task`` s unassisted, then the same task with the assist enabled (``assist/enable``).
 Baseline: the unassisted repeat of the same run. Reported per gain: the reduction of the
 person's mean |net muscle moment|, the change of tracking RMSE (deg), the mean |exo torque|,
-the share of the applied torque's power above 3 Hz, and faults. The loop counts as
-oscillating when that share exceeds 0.25 (human tracking torques lie below 2 Hz; a limit
-cycle of the loop shows above 3 Hz). Per law: the stable range (gains up to the first that
+the RMS of the applied torque above 3 Hz, and faults. The loop counts as oscillating when
+that RMS exceeds 0.5 N·m (human tracking torques lie below 2 Hz; a limit cycle of the loop
+shows above 3 Hz). Per law: the stable range (gains up to the first that
 oscillates) and the helpful range (stable gains that lower the person's effort with tracking
 RMSE up by at most 1 deg). A run the controller's watchdog faulted (inputs late: on a busy
 machine the graph falls behind real time) is reported and not judged.
-``--quick``: moment_fraction at 0.3 only, on a 2 s task (a few seconds of real time).
+``--quick``: moment_fraction at 0.3 only, on a 3 s task (about 15 s of real time).
 """
 
 from __future__ import annotations
@@ -50,14 +50,15 @@ def one_run(law: str, gain: float, task: float, seed: int, folder: Path, model) 
     off, on = (loop.phase_metrics(session, part) for part in session.phases[:2])
     topics = loop.recorded(session)
     faults = loop.command_checks(session, topics, 1.0 / 200.0)["faults"]
-    oscillates = on["oscillation_share"] > loop.OSCILLATION_SHARE
+    oscillates = on["torque_above_3hz_rms_nm"] > loop.OSCILLATION_RMS
     judged = not faults and session.enabled_at is not None
     reduction = 1.0 - on["mean_abs_net_moment_nm"] / off["mean_abs_net_moment_nm"]
     rise = on["tracking_rmse_deg"] - off["tracking_rmse_deg"]
     return {"law": law, "gain": gain, "effort_reduction": reduction,
             "tracking_rise_deg": rise,
             "mean_abs_exo_torque_nm": on["mean_abs_exo_torque_nm"],
-            "oscillation_share": on["oscillation_share"], "oscillates": oscillates,
+            "torque_above_3hz_rms_nm": on["torque_above_3hz_rms_nm"],
+            "oscillates": oscillates,
             "faults": faults, "enabled": session.enabled_at is not None, "judged": judged,
             "helpful": judged and not oscillates and reduction > 0.0 and rise <= 1.0}
 
@@ -81,7 +82,7 @@ def _table(result: dict) -> str:
     lines = [f"closed-loop gain sweep on {result['machine']}; task {result['task_s']:g} s, "
              "baseline: the unassisted repeat of each run",
              f"{'law':16s}{'gain':>7s}{'effort -%':>11s}{'RMSE +deg':>11s}{'|exo| N·m':>11s}"
-             f"{'>3 Hz':>8s}  verdict"]
+             f"{'>3Hz N·m':>9s}  verdict"]
     for r in result["runs"]:
         if not r["judged"]:
             verdict = "not judged: " + ("; ".join(r["faults"])[:70] or "not enabled")
@@ -90,7 +91,7 @@ def _table(result: dict) -> str:
                 "stable, helps" if r["helpful"] else "stable"
         lines.append(f"{r['law']:16s}{r['gain']:7g}{100 * r['effort_reduction']:11.1f}"
                      f"{r['tracking_rise_deg']:11.2f}{r['mean_abs_exo_torque_nm']:11.2f}"
-                     f"{r['oscillation_share']:8.2f}  {verdict}")
+                     f"{r['torque_above_3hz_rms_nm']:9.2f}  {verdict}")
     for law, info in result["stable_range"].items():
         end = "no oscillation up to the largest gain tried" if info["oscillates_from"] is None \
             else f"oscillates from {info['oscillates_from']:g}"
@@ -104,7 +105,7 @@ def main(argv: list[str]) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
     parser.add_argument("--quick", action="store_true",
-                        help="moment_fraction 0.3 on a 2 s task only")
+                        help="moment_fraction 0.3 on a 3 s task only")
     parser.add_argument("--task", type=float, default=8.0, help="task length, s")
     parser.add_argument("--seed", type=int, default=3, help="the wearer's seed")
     parser.add_argument("--laws", nargs="+", choices=sorted(GAINS), default=list(GAINS))
@@ -117,7 +118,7 @@ def main(argv: list[str]) -> int:
     model = load_model(resolve_model("knee"))
     sweep = {"moment_fraction": (0.3,)} if args.quick else \
         {law: GAINS[law][1] for law in args.laws}
-    task = 2.0 if args.quick else args.task
+    task = 3.0 if args.quick else args.task
     with tempfile.TemporaryDirectory(prefix="emg-msk-closed-loop-") as folder:
         rows = [one_run(law, gain, task, args.seed, Path(folder), model)
                 for law, gains in sweep.items() for gain in gains]

@@ -10,7 +10,7 @@ Closed loop (default): the graph of ``config/sim_exo.yaml`` runs in one process,
 ``assist/enable`` (moment_fraction law, ``--gain``); then the task's first seconds once more,
 with ``assist/estop`` engaged where the target moves fastest. The report, per phase: the
 person's effort (mean |net muscle moment| N·m, mean sum of squared activations), tracking RMSE
-to the target (deg), the exoskeleton's torque, and whether it oscillated; latencies, dropped
+to the target (deg), the exoskeleton's torque and its RMS above 3 Hz; latencies, dropped
 messages, every recorded command checked against the controller's limits, each limit flag the
 controller raised, and the e-stop's time to zero torque with what the joint did. Writes
 ``OUT/report.json`` and ``effort.png``, ``tracking.png``, ``torque.png``, ``latency.png``.
@@ -517,7 +517,7 @@ def print_closed_loop(report: dict) -> None:
             ("max deviation deg (relaxed)", "relaxed_max_deviation_deg", "{:12.2f}"),
             ("mean |exo torque| N·m", "mean_abs_exo_torque_nm", "{:12.2f}"),
             ("max |exo torque| N·m", "max_abs_exo_torque_nm", "{:12.2f}"),
-            ("torque power > 3 Hz", "oscillation_share", "{:12.2f}"))
+            ("exo torque > 3 Hz RMS N·m", "torque_above_3hz_rms_nm", "{:12.2f}"))
     for label, key, fmt in rows:
         print(f"  {label:29s}" + "".join(fmt.format(report["phases"][p][key]) for p in PHASES))
     print(f"  effort reduction {100 * report['effort_reduction']:.1f} % (mean |net moment|), "

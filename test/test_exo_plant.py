@@ -158,3 +158,14 @@ def test_command_checks_flag_commands_past_the_limits_but_not_steps_to_zero():
     bad = ok + [command(16, 10.5), command(21, -9.0)]  # past max_torque; a jump through zero
     checks = loop.command_checks(session, {**topics, loop.COMMAND_TOPIC: bad}, 0.005)
     assert (checks["over_max_torque"], checks["over_max_rate"]) == (1, 2)
+
+
+def test_oscillation_is_the_torque_above_3_hz():
+    from emg_msk_ros import closed_loop as loop
+
+    t = np.arange(4000) * 0.002  # 8 s
+    slow = 3.0 * np.sin(2 * np.pi * 0.5 * t) + 2.0  # a tracking torque: nothing above 3 Hz
+    cycle = np.sin(2 * np.pi * 6.0 * t)  # a 6 Hz limit cycle, 1 N·m amplitude
+    assert loop.oscillation(slow, 0.002) < 1e-6
+    assert loop.oscillation(slow + cycle, 0.002) == pytest.approx(np.sqrt(0.5), rel=1e-3)
+    assert loop.oscillation(slow + cycle, 0.002) > loop.OSCILLATION_RMS
