@@ -249,7 +249,8 @@ def estop_response(session: Session, period: float) -> dict | None:
     """Time from the e-stop to zero applied torque (|torque| < :data:`ZERO_TORQUE` from then
     on), what the joint did in the next 0.5 s, and two bounds: one control ``period`` plus the
     actuator's delay, and that plus the time its first-order lag needs to take the torque at
-    the e-stop below :data:`ZERO_TORQUE`. ``time_to_zero_ms`` is None when the torque was
+    the e-stop below :data:`ZERO_TORQUE` plus one integration step (the resolution of the
+    measured time). ``time_to_zero_ms`` is None when the torque was
     already zero (e.g. after a fault)."""
     if session.estop_at is None:
         return None
@@ -272,7 +273,7 @@ def estop_response(session: Session, period: float) -> dict | None:
         "torque_at_estop_nm": torque,
         "time_to_zero_ms": (zero_at - first) * dt * 1e3 if measured else None,
         "bound_ms": bound * 1e3,
-        "bound_with_actuator_lag_ms": (bound + settling) * 1e3,
+        "bound_with_actuator_lag_ms": (bound + settling + dt) * 1e3,
         "joint_max_deviation_deg_500ms": float(np.degrees(np.abs(error).max())),
         "joint_max_speed_rad_s_500ms": float(np.abs(log["velocity"][after]).max()),
     }
