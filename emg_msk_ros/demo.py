@@ -1,6 +1,21 @@
-"""``emg-msk demo``: simulate a session, replay it through the node graph, report against truth.
+"""``emg-msk demo``: the loop closed in simulation — does the assist help, stay stable, stay safe?
 
-    emg-msk demo [--out out/demo] [--duration 20] [--seed 7] [--model knee] [--rate 1.0]
+    emg-msk demo [--out out/demo] [--duration 20] [--seed 7] [--gain 0.3] [--model knee] [--json]
+    emg-msk demo --replay [--duration 20] [--rate 1.0] ...   (the open-loop replay below)
+
+Closed loop (default): the graph of ``config/sim_exo.yaml`` runs in one process, with
+``sim_exo`` (a simulated person wearing the exoskeleton) publishing raw EMG and the joint's
+``joint_states`` and taking the assist controller's commands. The person does one task
+(``--duration`` s of planned motion) twice: assist disabled, then enabled through
+``assist/enable`` (moment_fraction law, ``--gain``); then the task's first seconds once more,
+with ``assist/estop`` engaged where the target moves fastest. The report, per phase: the
+person's effort (mean |net muscle moment| N·m, mean sum of squared activations), tracking RMSE
+to the target (deg), the exoskeleton's torque and its RMS above 3 Hz; latencies, dropped
+messages, every recorded command checked against the controller's limits, each limit flag the
+controller raised, and the e-stop's time to zero torque with what the joint did. Writes
+``OUT/report.json`` and ``effort.png``, ``tracking.png``, ``torque.png``, ``latency.png``.
+
+Open-loop replay (``--replay``):
 
 1. simulates a session of the model's preset (ground truth included) into ``OUT/session``, and
    the MVC calibration of its electrodes into ``OUT/calibration.yaml`` (the conditioner uses it,
@@ -32,7 +47,8 @@ from emg_msk_ros.io.bag_replay import read_topics
 
 # What a previous demo run left in OUT, removed before a new run (nothing else is touched).
 OUTPUTS = ("session", "calibration.yaml", "record", "report.json", "angle.png", "forces.png",
-           "latency.png")
+           "latency.png", "effort.png", "tracking.png", "torque.png")
+PHASES = ("unassisted", "assisted", "e-stop")
 
 
 def keep_dds_local() -> list[str]:
@@ -167,14 +183,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("out/demo"),
                         help="output folder (default out/demo; a previous demo's files there "
                              "are replaced)")
-    parser.add_argument("--duration", type=float, default=20.0, help="session length, s")
+    parser.add_argument("--replay", action="store_true",
+                        help="the open-loop demo: replay a simulated session through the graph")
+    parser.add_argument("--duration", type=float, default=20.0,
+                        help="task length (closed loop) or session length (--replay), s")
+    parser.add_argument("--gain", type=float, default=0.3,
+                        help="closed loop: moment_fraction gain of the assisted phase")
     parser.add_argument("--seed", type=int, default=7, help="simulation seed")
     parser.add_argument("--model", default="knee",
                         help="model folder, or a name under the package's models/ (default knee)")
     parser.add_argument("--rate", type=float, default=1.0,
                         help="replay speed factor (latency is measured only at 1.0)")
     parser.add_argument("--config", type=Path, default=None,
-                        help="graph parameters file (default: the package's pipeline.yaml)")
+                        help="graph parameters file (default: the package's sim_exo.yaml, "
+                             "with --replay pipeline.yaml)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -209,9 +231,26 @@ def _replay(config: dict, record: Path, duration: float, rate: float):
 
 
 def run(args: argparse.Namespace) -> int:
-    """Simulate, replay, record, report; exit code 0 when every step worked."""
+    """The closed-loop demo, or with ``--replay`` the open-loop one; exit code 0 when every
+    step worked (the closed loop: and every safety check passed; the effort and tracking
+    targets are reported, not enforced)."""
     for note in keep_dds_local():
         print(f"emg-msk demo: {note}")
+    return run_replay(args) if args.replay else run_closed_loop(args)
+
+
+def _clear(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for name in OUTPUTS:
+        target = out / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    """Simulate, replay, record, report; exit code 0 when every step worked."""
     from emg_msk_ros.io.session_bag import write_recording
     from emg_msk_ros.learning.dataset import simulated_mvc_calibration
     from emg_msk_ros.learning.inference import ModelError, load_model
@@ -238,13 +277,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.rate > 0:
         print(f"emg-msk demo: --rate must be > 0, got {args.rate:g}", file=sys.stderr)
         return 2
-    out.mkdir(parents=True, exist_ok=True)
-    for name in OUTPUTS:
-        target = out / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
+    _clear(out)
 
     print(f"[1/3] simulating {args.duration:g} s of the {estimator.preset.name} preset "
           f"(seed {args.seed}) ...", flush=True)
@@ -316,3 +349,204 @@ def print_report(report: dict) -> None:
     else:
         print("  latency           not measured (replay rate is not 1.0)")
     print(f"  plots             {', '.join(report['plots'])}")
+
+
+def run_closed_loop(args: argparse.Namespace) -> int:
+    """Unassisted and assisted repeats of one task, then an e-stop; report and plots."""
+    from emg_msk_ros import closed_loop as loop
+    from emg_msk_ros.learning.inference import ModelError, load_model
+    from emg_msk_ros.nodes.common import resolve_model
+    from emg_msk_ros.runner import GraphError
+
+    started = time.monotonic()
+    out = args.out
+    if not 2.0 <= args.duration <= 600.0 or not 0.0 <= args.gain <= 1.0:
+        print("emg-msk demo: --duration must be in [2, 600] s and --gain in [0, 1]",
+              file=sys.stderr)
+        return 2
+    try:
+        estimator = load_model(resolve_model(args.model))
+        config = loop.sim_config(args.config)
+    except (ModelError, GraphError) as exc:
+        print(f"emg-msk demo: {exc}", file=sys.stderr)
+        return 2
+    _clear(out)
+    config["sim_exo"].update(seed=int(args.seed), task_duration=float(args.duration),
+                             repeats=2, extra=4.0, preset=estimator.preset.name)
+    # the wearer's electrodes (their gains follow the seed), calibrated as a lab would
+    calibration = loop.wearer_calibration(config, estimator).save(out / "calibration.yaml")
+    model_path = str(estimator.path)
+    for name in ("emg_conditioner", "msk_estimator"):
+        config.setdefault(name, {}).update(model=model_path, calibration_file=str(calibration))
+    controller = config.setdefault("assist_controller", {})
+    controller.update(assist_law="moment_fraction", moment_gain=[float(args.gain)])
+    print(f"[1/2] closed loop: a simulated wearer does a {args.duration:g} s task unassisted, "
+          f"then assisted (moment_fraction {args.gain:g}), then is e-stopped mid-motion ...",
+          flush=True)
+
+    def progress(now: float, total: float) -> None:
+        print(f"      {now:5.1f} / {total:.1f} s", flush=True)
+
+    try:
+        session = loop.run_session(config, out / "record", enable_repeat=1, estop_repeat=2,
+                                   progress=progress)
+    except GraphError as exc:
+        print(f"emg-msk demo: {exc}", file=sys.stderr)
+        return 2
+    print("[2/2] scoring the phases and the recorded commands ...", flush=True)
+    report = closed_loop_report(session, loop, args.gain)
+    report["plots"] = [str(p) for p in plot_closed_loop(out, session, report)]
+    report["wall_s"] = time.monotonic() - started
+    (out / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_closed_loop(report)
+    return 0 if report["checks"]["safe"] else 1
+
+
+def closed_loop_report(session, loop, gain: float) -> dict:
+    """The closed-loop demo's numbers (see the module docstring) and its pass/fail checks."""
+    period = 1.0 / float(session.controller.get("control_rate", 200.0))
+    topics = loop.recorded(session)
+    phases = {name: loop.phase_metrics(session, part)
+              for name, part in zip(PHASES, session.phases)}
+    off, on = phases["unassisted"], phases["assisted"]
+    reduction = 1.0 - on["mean_abs_net_moment_nm"] / off["mean_abs_net_moment_nm"]
+    tracking_rise = on["tracking_rmse_deg"] - off["tracking_rmse_deg"]
+    commands = loop.command_checks(session, topics, period)
+    estop = loop.estop_response(session, period)
+    counts = session.counts
+    links = {"emg/raw": (counts.get("sim_exo", {}).get("published", {}).get("emg/raw", 0),
+                         counts.get("emg_conditioner", {}).get("received", {}).get("emg/raw", 0)),
+             "commands": (commands["commands"], len(session.plant.commands))}
+    safety = {
+        "no_command_past_a_limit": commands["over_max_torque"] == 0
+        and commands["over_max_rate"] == 0,
+        "estop_within_bound_with_actuator_lag": bool(
+            estop and estop["time_to_zero_ms"] is not None
+            and estop["time_to_zero_ms"] <= estop["bound_with_actuator_lag_ms"]),
+        "assist_enabled": session.enabled_at is not None,
+    }
+    targets = {"effort_reduction_ge_20pct": reduction >= 0.20,
+               "tracking_rise_le_1deg": tracking_rise <= 1.0}
+    checks = {"safety": safety, "targets": targets, "safe": all(safety.values())}
+    return {
+        "gain": gain, "task_s": session.phases[0].stop * session.plant.settings.dt,
+        "run_ended": session.stopped, "enabled_at_s": session.enabled_at,
+        "enable_refusals": session.enable_refusals,
+        "assist_interruptions": session.interruptions, "phases": phases,
+        "effort_reduction": reduction, "tracking_rise_deg": tracking_rise,
+        "commands": commands, "estop": estop, "latency_ms": loop.latency_ms(topics),
+        "dropped": sum(c["dropped"] for c in counts.values()),
+        "repeated": sum(c["repeated"] for c in counts.values()),
+        "messages_sent_received": {k: list(v) for k, v in links.items()},
+        "graph_wall_s": session.wall_s, "checks": checks,
+    }
+
+
+def plot_closed_loop(out: Path, session, report: dict) -> list[Path]:
+    """effort.png, tracking.png, torque.png, latency.png; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    log, ref, dt = session.plant.log, session.plant.reference, session.plant.settings.dt
+    files = []
+
+    def save(fig, name):
+        fig.tight_layout()
+        files.append(out / name)
+        fig.savefig(files[-1], dpi=110)
+        plt.close(fig)
+
+    fig, axes = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True)
+    for name, part in zip(PHASES[:2], session.phases):
+        t = np.arange(part.stop - part.start) * dt
+        axes[0].plot(t, log["net_moment"][part], lw=0.9, label=name)
+        axes[1].plot(t, log["effort"][part], lw=0.9, label=name)
+    axes[0].set(ylabel="net muscle moment (N·m)", title="The person's effort, same task")
+    axes[1].set(xlabel="time in task (s)", ylabel="sum of squared activations")
+    axes[0].legend(loc="upper right")
+    save(fig, "effort.png")
+
+    fig, ax = plt.subplots(figsize=(10, 3.5))
+    part = session.phases[0]
+    t = np.arange(part.stop - part.start) * dt
+    ax.plot(t, np.degrees(ref.theta[part]), "k", lw=1.2, label="target")
+    for name, part in zip(PHASES[:2], session.phases):
+        ax.plot(np.arange(part.stop - part.start) * dt, np.degrees(log["angle"][part]),
+                lw=0.9, label=name)
+    ax.set(xlabel="time in task (s)", ylabel="joint angle (deg)", title="Tracking")
+    ax.legend(loc="upper right")
+    save(fig, "tracking.png")
+
+    fig, ax = plt.subplots(figsize=(10, 3.5))
+    steps = session.plant.steps
+    ax.plot(log["time"][:steps], log["exo_torque"][:steps], "C3", lw=0.9, label="applied")
+    if session.plant.commands:
+        ct, cv = zip(*session.plant.commands)
+        ax.plot(ct, cv, "C0", lw=0.6, alpha=0.7, label="commanded (received)")
+    if session.estop_at is not None:
+        ax.axvline(session.estop_at, color="k", ls="--", lw=0.8, label="e-stop")
+    ax.set(xlabel="time (s)", ylabel="exoskeleton torque (N·m)", title="Assist torque")
+    ax.legend(loc="upper left")
+    save(fig, "torque.png")
+
+    topics = read_topics(session.record, ["/assist/state"])["/assist/state"]
+    latency = np.array([(t - (m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec))
+                        * 1e-6 for t, m in topics if m.header.stamp.sec > 0])
+    if latency.size:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.hist(latency, bins=60, color="C2")
+        ax.set(xlabel="EMG stamp to controller state received (ms)", ylabel="messages",
+               title="Loop latency")
+        save(fig, "latency.png")
+    return files
+
+
+def print_closed_loop(report: dict) -> None:
+    """The closed-loop report as aligned lines."""
+    print(f"\nemg-msk demo (closed loop): {report['task_s']:.1f} s task, moment_fraction "
+          f"{report['gain']:g}; assist enabled at {report['enabled_at_s']} s; "
+          f"run: {report['run_ended']}")
+    print(f"  {'':29s}" + "".join(f"{name:>12s}" for name in PHASES))
+    rows = (("mean |net muscle moment| N·m", "mean_abs_net_moment_nm", "{:12.2f}"),
+            ("mean sum of squared act.", "mean_sum_sq_activation", "{:12.4f}"),
+            ("tracking RMSE deg (tracking)", "tracking_rmse_deg", "{:12.2f}"),
+            ("max deviation deg (relaxed)", "relaxed_max_deviation_deg", "{:12.2f}"),
+            ("mean |exo torque| N·m", "mean_abs_exo_torque_nm", "{:12.2f}"),
+            ("max |exo torque| N·m", "max_abs_exo_torque_nm", "{:12.2f}"),
+            ("exo torque > 3 Hz RMS N·m", "torque_above_3hz_rms_nm", "{:12.2f}"))
+    for label, key, fmt in rows:
+        print(f"  {label:29s}" + "".join(fmt.format(report["phases"][p][key]) for p in PHASES))
+    print(f"  effort reduction {100 * report['effort_reduction']:.1f} % (mean |net moment|), "
+          f"tracking RMSE change {report['tracking_rise_deg']:+.2f} deg")
+    c = report["commands"]
+    print(f"  commands {c['commands']}: max |torque| {c['max_abs_command_nm']:.2f} of "
+          f"{c['max_torque_nm']:g} N·m; past max_torque {c['over_max_torque']}, past "
+          f"max_torque_rate {c['over_max_rate']}; limit flags {c['limit_flags']}")
+    if c["faults"]:
+        print(f"  faults: {'; '.join(c['faults'])}")
+    if report["enable_refusals"]:
+        print(f"  refused: {'; '.join(report['enable_refusals'])}")
+    if report["assist_interruptions"]:
+        print(f"  assist interrupted (fault, then reset and enabled again): "
+              f"{'; '.join(report['assist_interruptions'])}")
+    e = report["estop"]
+    if e:
+        print(f"  e-stop at {e['estop_at_s']:.2f} s ({e['torque_at_estop_nm']:.2f} N·m): zero "
+              f"torque after {e['time_to_zero_ms']} ms (control period + actuator delay "
+              f"{e['bound_ms']:.1f} ms, + its lag to zero {e['bound_with_actuator_lag_ms']:.1f} "
+              f"ms); joint within 0.5 s: max deviation "
+              f"{e['joint_max_deviation_deg_500ms']:.2f} deg, max speed "
+              f"{e['joint_max_speed_rad_s_500ms']:.2f} rad/s")
+    for key, lat in report["latency_ms"].items():
+        print(f"  latency {key:16s} p50 {lat['p50']:.2f}  p99 {lat['p99']:.2f}  max "
+              f"{lat['max']:.2f} ms")
+    print(f"  dropped/repeated {report['dropped']} / {report['repeated']}; sent/received "
+          f"{report['messages_sent_received']}")
+    print(f"  safety checks {report['checks']['safety']}")
+    print(f"  targets       {report['checks']['targets']}")
+    print(f"  wall time {report['wall_s']:.1f} s; plots {', '.join(report['plots'])}")

@@ -3,8 +3,8 @@
     emg-msk run [--config FILE] [--bag SESSION] [--record OUT] [--duration S]
 
 The config is a ROS 2 parameters file (``<node_name>: ros__parameters: {...}``); each section
-names a node of the graph (``emg_driver``, ``emg_conditioner``, ``msk_estimator``,
-``assist_controller``) and its parameters, passed to the node as ``parameter_overrides`` exactly
+names a node of the graph (``emg_driver`` or ``sim_exo``, the simulated wearer and exoskeleton,
+``emg_conditioner``, ``msk_estimator``, ``assist_controller``) and its parameters, passed to the node as ``parameter_overrides`` exactly
 as ``ros2 launch`` would pass the file. All nodes share one rclpy context and executor
 (``rclpy.experimental.EventsExecutor`` by default). Streaming starts once every topic between
 the nodes (and the recorder) is connected, so nothing is lost to discovery.
@@ -36,6 +36,7 @@ from emg_msk_ros.paths import config_path
 
 # Node name -> (module, class), in start-up order (upstream first).
 NODE_CLASSES: dict[str, tuple[str, str]] = {
+    "sim_exo": ("emg_msk_ros.nodes.sim_exo", "SimExo"),
     "emg_driver": ("emg_msk_ros.nodes.emg_driver", "EmgDriver"),
     "emg_conditioner": ("emg_msk_ros.nodes.emg_conditioner", "EmgConditioner"),
     "msk_estimator": ("emg_msk_ros.nodes.msk_estimator", "MskEstimator"),
@@ -123,6 +124,8 @@ class Graph:
         if unknown:
             raise GraphError(f"unknown node(s) {', '.join(unknown)}; the graph has "
                              f"{', '.join(NODE_CLASSES)}")
+        if {"emg_driver", "sim_exo"} <= set(config):
+            raise GraphError("emg_driver and sim_exo both publish emg/raw; configure one")
         self.context = rclpy.context.Context()
         rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
         self.nodes: dict[str, Any] = {}
@@ -163,12 +166,22 @@ class Graph:
         """The ``emg_driver`` node, or None."""
         return self.nodes.get("emg_driver")
 
+    @property
+    def source(self):
+        """The node the EMG comes from (``emg_driver`` or ``sim_exo``), or None."""
+        return self.driver or self.nodes.get("sim_exo")
+
     def _configure_driver(self) -> None:
         from rclpy.lifecycle import TransitionCallbackReturn
 
         if self.driver is not None and \
                 self.driver.trigger_configure() != TransitionCallbackReturn.SUCCESS:
             raise GraphError(f"node emg_driver: {self.driver.health.error}")
+
+    def helper_node(self, name: str):
+        """A plain node in the graph's context and executor (service clients, publishers),
+        destroyed with the graph."""
+        return self._extra_node(name)
 
     def _extra_node(self, name: str):
         import rclpy
@@ -235,6 +248,8 @@ class Graph:
                                          f"{self.driver.health.error or 'timeout'}")
                     time.sleep(0.001)
                 self.player.start(self.driver.stream_start_ns)
+        elif "sim_exo" in self.nodes:
+            self.nodes["sim_exo"].start()
 
     def counts(self) -> dict[str, dict[str, dict[str, int]]]:
         """Per node: messages received and published per topic (the nodes with counters)."""
@@ -250,9 +265,9 @@ class Graph:
         return out
 
     def drained(self) -> bool:
-        """True when the driver's source ran out and every counted subscriber has received every
+        """True when the EMG source ran out and every counted subscriber has received every
         message its publishers sent (``/diagnostics`` aside)."""
-        if self.driver is None or not self.driver.finished.is_set():
+        if self.source is None or not self.source.finished.is_set():
             return False
         sent: dict[str, int] = {}
         for node in self.nodes.values():
@@ -289,7 +304,7 @@ class Graph:
                 return "stopped"
             if duration is not None and now - start >= duration:
                 return "duration"
-            if self.driver is not None and self.driver.finished.is_set():
+            if self.source is not None and self.source.finished.is_set():
                 if self.drained():
                     self.spin_for(0.05)
                     return "drained"
@@ -310,11 +325,12 @@ class Graph:
             if executor is not None:
                 executor.remove_node(controller)
             controller.destroy_node()  # publishes zero torque
-        driver = self.nodes.pop("emg_driver", None)
-        if driver is not None:
-            if executor is not None:
-                executor.remove_node(driver)
-            driver.destroy_node()  # stops streaming
+        for name in ("emg_driver", "sim_exo"):
+            source = self.nodes.pop(name, None)
+            if source is not None:
+                if executor is not None:
+                    executor.remove_node(source)
+                source.destroy_node()  # stops streaming
         if self.player is not None:
             self.player.stop()
         if executor is not None:
@@ -357,6 +373,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def graph_config(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """The config file with the command line's driver overrides applied."""
     config = load_config(args.config)
+    if args.bag is None and args.rate is None:
+        return config
+    if "sim_exo" in config:
+        raise GraphError("--bag and --rate set the emg_driver, but this config runs sim_exo")
     driver = config.setdefault("emg_driver", {})
     if args.bag is not None:
         driver.update(source="bag", bag_path=str(args.bag))

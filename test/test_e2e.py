@@ -1,4 +1,4 @@
-"""End to end, the README's main job: ``emg-msk demo`` on a 20 s simulated session.
+"""End to end, the open-loop demo: ``emg-msk demo --replay`` on a 20 s simulated session.
 
 The demo replays the session in real time through the real rclpy graph (loopback DDS) and
 records every topic. The recorded outputs must equal the offline run of the same model over the
@@ -29,7 +29,7 @@ MODEL = os.environ.get("EMG_MSK_MODEL", "knee")
 
 def test_demo_graph_output_equals_the_offline_run_without_drops(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert cli.main(["demo", "--out", str(out), "--duration", "20", "--seed", "11",
+    assert cli.main(["demo", "--replay", "--out", str(out), "--duration", "20", "--seed", "11",
                      "--model", MODEL]) == 0
     printed = capsys.readouterr().out
     assert "angle RMSE" in printed and "latency (ms)" in printed
@@ -73,6 +73,7 @@ def test_demo_graph_output_equals_the_offline_run_without_drops(tmp_path, capsys
 
 @pytest.mark.parametrize("duration", ["0.3", "0", "nan", "inf"])
 def test_demo_refuses_a_session_shorter_than_the_models_window(tmp_path, capsys, duration):
-    assert cli.main(["demo", "--out", str(tmp_path / "demo"), "--duration", duration]) == 2
+    assert cli.main(["demo", "--replay", "--out", str(tmp_path / "demo"), "--duration",
+                     duration]) == 2
     assert "at least 1.7 s (the model's window alone is 0.7 s)" in capsys.readouterr().err
     assert not (tmp_path / "demo").exists()

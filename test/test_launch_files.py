@@ -24,6 +24,7 @@ from emg_msk_ros.nodes.common import TOPIC_MARKERS
 from emg_msk_ros.nodes.emg_conditioner import EmgConditioner
 from emg_msk_ros.nodes.emg_driver import EmgDriver
 from emg_msk_ros.nodes.msk_estimator import MskEstimator
+from emg_msk_ros.nodes.sim_exo import SimExo
 from emg_msk_ros.paths import config_path, share_dir
 from emg_msk_ros.runner import load_config
 
@@ -106,18 +107,20 @@ def launch_files() -> dict[str, LaunchFile]:
 
 @pytest.fixture(scope="module")
 def declared_parameters() -> dict[str, set[str]]:
-    """The parameters each node really declares (instantiated with the pipeline's values)."""
+    """The parameters each node really declares (instantiated with the pipeline's values; the
+    simulated wearer, which pipeline.yaml does not start, with its defaults)."""
     from emg_msk_ros.nodes.assist_controller import AssistControllerNode
 
     config = load_config()
-    classes = {"emg_driver": EmgDriver, "emg_conditioner": EmgConditioner,
+    classes = {"sim_exo": SimExo, "emg_driver": EmgDriver, "emg_conditioner": EmgConditioner,
                "msk_estimator": MskEstimator, "assist_controller": AssistControllerNode}
     context = rclpy.context.Context()
     rclpy.init(context=context)
     try:
         declared = {}
         for name, cls in classes.items():
-            values = dict(config[name], **({"model": MODEL} if "model" in config[name] else {}))
+            section = config.get(name, {})
+            values = dict(section, **({"model": MODEL} if "model" in section else {}))
             node = cls(context=context, parameter_overrides=[
                 Parameter(k, value=v) for k, v in values.items()])
             declared[name] = set(node.list_parameters([], 0).names)
@@ -226,3 +229,26 @@ def test_rviz_config_shows_the_graphs_topics_in_its_frame(launch_files):
     frame = manager["Global Options"]["Fixed Frame"]
     assert frame == config["msk_estimator"]["frame_id"]
     assert config["assist_controller"]["wrench_frames"] == [frame]
+
+
+def test_sim_exo_launch_starts_the_closed_loop_graph_of_its_config(declared_parameters):
+    launch = LaunchFile(LAUNCH / "sim_exo.launch.py")
+    sections = load_config(config_path("sim_exo.yaml"))
+    assert launch.path_join(launch.argument_default("config")) == config_path("sim_exo.yaml")
+    assert launch.configurations() <= launch.declared_arguments()
+    executables = installed_executables()
+    started = set()
+    for call in launch.calls("Node"):
+        if launch.keyword(call, "package") != PACKAGE:
+            continue
+        name = launch.keyword(call, "name")
+        assert name == launch.keyword(call, "executable") and name in executables
+        config, *overrides = launch.keyword(call, "parameters")
+        assert isinstance(config, ast.Call) and launch.first_arg(config) == "config"
+        for override in overrides:
+            assert set(override) <= declared_parameters.get(name, set()), (name, override)
+        started.add(name)
+    assert started == set(sections) and "sim_exo" in started and "emg_driver" not in started
+    for name, values in sections.items():
+        if name in declared_parameters:
+            assert set(values) <= declared_parameters[name], name

@@ -33,8 +33,17 @@ EMG_MSK = Path(sys.executable).parent / "emg-msk"
 
 def test_pipeline_config_has_a_section_per_node():
     config = load_config()
-    assert list(config) == list(NODE_CLASSES)
+    assert list(config) == [name for name in NODE_CLASSES if name != "sim_exo"]
     assert config["emg_driver"]["chunk_size"] == 10
+    closed = load_config(config_path("sim_exo.yaml"))  # the simulated wearer replaces the driver
+    assert list(closed) == [name for name in NODE_CLASSES if name != "emg_driver"]
+
+
+def test_the_graph_refuses_two_sources_of_emg_raw():
+    config = load_config()
+    config["sim_exo"] = {}
+    with pytest.raises(GraphError, match="emg_driver and sim_exo both publish emg/raw"):
+        Graph(config)
 
 
 def test_pipeline_config_carries_the_controller_defaults_unchanged_but_the_rviz_frame():
@@ -151,3 +160,15 @@ def test_ctrl_c_stops_the_run_cleanly_with_zero_torque_last(tmp_path, rclpy_cont
     torques = np.array([m.data[0] for _, m in commands["/effort_controller/commands"]])
     assert np.abs(torques).max() > 0.0  # assistance was on
     assert torques[-1] == 0.0  # and the last command out is zero
+
+
+def test_run_composes_the_closed_loop_config_and_refuses_replay_options_for_it():
+    import argparse
+
+    from emg_msk_ros.runner import graph_config
+
+    closed = config_path("sim_exo.yaml")
+    args = argparse.Namespace(config=closed, bag=None, rate=None)
+    assert "emg_driver" not in graph_config(args) and "sim_exo" in graph_config(args)
+    with pytest.raises(GraphError, match="this config runs sim_exo"):
+        graph_config(argparse.Namespace(config=closed, bag=Path("session"), rate=None))

@@ -3,35 +3,28 @@
 A reference theta_ref(t) is drawn as a chain of minimum-jerk pieces: point-to-point moves,
 flexion-extension cycles whose amplitude and speed change from one half-cycle to the next,
 holds (some with co-contraction) and rests (muscles relaxed, the limb settling under gravity
-and passive forces). The excitations that follow it come from a feedforward/feedback
-controller: static optimisation along the reference (with the co-contraction level as the
-activation baseline) gives the feedforward activations; a PD law on the tracking error adds a
-torque correction, spread over the muscles along their torque-per-activation directions; the
-first-order activation dynamics are inverted over a short look-ahead to get excitations. The
-joint then moves by forward simulation of those excitations, so kinematics, activations and
-forces are consistent with the muscle model.
+and passive forces). The excitations that follow it come from the feedforward/feedback
+controller of :mod:`emg_msk_ros.physics.motor_control`. The joint then moves by forward
+simulation of those excitations, so kinematics, activations and forces are consistent with
+the muscle model.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 from scipy import signal
 
-from emg_msk_ros.physics.forward import ForwardIntegrator, ForwardResult, collect
+from emg_msk_ros.physics.forward import ForwardResult, collect
+from emg_msk_ros.physics.motor_control import MotorSettings, Wearer
 from emg_msk_ros.physics.preset import Preset
-from emg_msk_ros.physics.static_opt import solve_activations, torque_coefficients
 
 REGIMES = {  # peak angular speed of a move, rad/s (low, high)
     "slow": (0.3, 1.2),
     "fast": (1.5, 4.0),
     "mixed": (0.3, 4.0),
 }
-_LOOKAHEAD = 0.02  # s over which the controller inverts the activation dynamics
-_BANDWIDTH = 3.0  # Hz, closed-loop tracking bandwidth of the PD law
-_DAMPING_RATIO = 0.8
 _RAMP = 0.3  # s, co-contraction and relaxation ramps
 
 
@@ -96,11 +89,13 @@ class _Planner:
     """Appends reference pieces until the duration is filled."""
 
     def __init__(self, preset: Preset, dt: float, rng: np.random.Generator,
-                 settings: MotionSettings, start: float, rest_angle: float) -> None:
+                 settings: MotionSettings, start: float, rest_angle: float,
+                 rests: bool = True) -> None:
         lo, hi = preset.joint.range
         pad = settings.margin * (hi - lo)
         self.lo, self.hi = lo + pad, hi - pad
         self.dt, self.rng, self.settings = dt, rng, settings
+        self.rests = rests  # False: no rest episodes, holds keep the person engaged
         self.rest_angle = float(np.clip(rest_angle, self.lo, self.hi))
         self.angle = start
         self.pieces: list[tuple[np.ndarray, ...]] = []
@@ -131,8 +126,12 @@ class _Planner:
 
     def episode(self) -> None:
         """One randomly chosen episode: move, cycles, hold or rest; a third of the active
-        episodes add co-contraction (a random level up to ``settings.cocontraction``)."""
-        kind = self.rng.choice(["move", "cycles", "hold", "rest"], p=[0.3, 0.35, 0.2, 0.15])
+        episodes add co-contraction (a random level up to ``settings.cocontraction``); without
+        ``rests`` the other three keep their odds."""
+        kinds, odds = ["move", "cycles", "hold", "rest"], [0.3, 0.35, 0.2, 0.15]
+        if not self.rests:
+            kinds, odds = kinds[:3], [p / 0.85 for p in odds[:3]]
+        kind = self.rng.choice(kinds, p=odds)
         top = self.settings.cocontraction
         cc = float(self.rng.uniform(0.3 * top, top)) if self.rng.random() < 0.35 else 0.0
         if kind == "move":
@@ -166,14 +165,50 @@ class _Planner:
         return Reference(theta, omega, alpha, *smooth)
 
 
+def _planner(preset: Preset, n: int, dt: float, rng: np.random.Generator,
+             settings: MotionSettings, start: float, rest_angle: float,
+             rests: bool = True) -> _Planner:
+    """A planner filled with at least n samples (step dt), starting at ``start``: relaxed
+    there, or without ``rests`` holding it."""
+    planner = _Planner(preset, dt, rng, settings, start, rest_angle, rests)
+    planner.hold(rng.uniform(0.5, 1.0), engaged=0.0 if rests else 1.0)
+    while planner.length < n:
+        planner.episode()
+    return planner
+
+
 def plan_reference(preset: Preset, n: int, dt: float, rng: np.random.Generator,
                    settings: MotionSettings, start: float, rest_angle: float) -> Reference:
     """A reference of n samples (step dt) starting at rest at ``start``."""
-    planner = _Planner(preset, dt, rng, settings, start, rest_angle)
-    planner.hold(rng.uniform(0.5, 1.0), engaged=0.0)
-    while planner.length < n:
-        planner.episode()
-    return planner.reference(n)
+    return _planner(preset, n, dt, rng, settings, start, rest_angle).reference(n)
+
+
+def plan_task(preset: Preset, duration: float, dt: float, rng: np.random.Generator,
+              settings: MotionSettings | None = None, rests: bool = True) -> Reference:
+    """A repeatable task: random motion (step dt) that starts at the relaxed limb's rest angle,
+    is cut at its last standstill within ``duration`` s, and returns there for the last
+    0.5 s; relaxed at both ends and in rest episodes, or without ``rests`` engaged throughout
+    (a bout of movements and holds)."""
+    settings = settings or MotionSettings()
+    rest = rest_angle(preset, settings.tone)
+    n = int(round(duration / dt))
+    planner = _planner(preset, n, dt, rng, settings, rest, rest, rests)
+    reference = planner.reference(planner.length)
+    still = np.flatnonzero(reference.omega[:n] == 0.0)
+    cut = int(still[-1]) + 1 if still.size else n
+    planner = _Planner(preset, dt, rng, settings, float(reference.theta[cut - 1]), rest)
+    planner.move(rest, min(planner.speed(), 1.0))
+    planner.hold(0.5, engaged=0.0 if rests else 1.0)
+    back = planner.reference(planner.length)
+    columns = [getattr(r, f.name)[:k] for f in fields(Reference)
+               for r, k in ((reference, cut), (back, None))]
+    return Reference(*(np.concatenate(columns[i:i + 2]) for i in range(0, len(columns), 2)))
+
+
+def repeat_reference(reference: Reference, count: int, extra: int = 0) -> Reference:
+    """``reference`` ``count`` times in a row, then its first ``extra`` samples."""
+    columns = [getattr(reference, f.name) for f in fields(Reference)]
+    return Reference(*(np.concatenate([c] * count + [c[:extra]]) for c in columns))
 
 
 def rest_angle(preset: Preset, tone: float) -> float:
@@ -192,46 +227,22 @@ def rest_angle(preset: Preset, tone: float) -> float:
 
 
 def track(preset: Preset, reference: Reference, dt: float, rng: np.random.Generator,
-          settings: MotionSettings) -> ForwardResult:
-    """Forward-simulate the muscles tracking ``reference``; returns the simulated trial."""
-    n = len(reference.theta)
-    joint = preset.joint
-    tone = settings.tone
-    baseline = tone + reference.cocontraction[:, None] * np.ones(preset.muscles.count)
-    required = joint.required_muscle_torque(reference.theta, reference.omega, reference.alpha)
-    k, passive = torque_coefficients(preset, reference.theta, reference.omega)
-    feedforward, _ = solve_activations(k, required - passive, baseline)
-    relaxed = np.full_like(feedforward, tone)
-    engaged = reference.engaged[:, None]
-    feedforward = engaged * feedforward + (1.0 - engaged) * relaxed
-    direction = k / np.maximum((k**2).sum(-1, keepdims=True), 1e-12)
-    omega_n = 2 * math.pi * _BANDWIDTH
-    kp, kd = joint.inertia * omega_n**2, 2 * _DAMPING_RATIO * joint.inertia * omega_n
-    ahead = int(round((_LOOKAHEAD + preset.activation.delay) / dt))
-    gain_up = 1.0 / -math.expm1(-_LOOKAHEAD / preset.activation.tau_act)
-    gain_down = 1.0 / -math.expm1(-_LOOKAHEAD / preset.activation.tau_deact)
-    noise = _excitation_noise(rng, n, preset.muscles.count, dt, settings.excitation_noise)
+          settings: MotionSettings, motor: MotorSettings | None = None) -> ForwardResult:
+    """Forward-simulate the muscles tracking ``reference``; returns the simulated trial.
 
-    integrator = ForwardIntegrator(preset, dt, reference.theta[0], 0.0, feedforward[0])
-    excitation = np.empty_like(feedforward)
-    steps = []
-    state = feedforward[0]
-    for i in range(n):
-        j = min(i + ahead, n - 1)
-        error = reference.theta[j] - integrator.theta
-        d_error = reference.omega[j] - integrator.omega
-        correction = reference.engaged[i] * (kp * error + kd * d_error)
-        target = np.minimum(np.maximum(feedforward[j] + correction * direction[j], 0.0), 1.0)
-        gain = np.where(target > state, gain_up, gain_down)
-        u = state + gain * (target - state) + noise[i] * target
-        u = excitation[i] = np.minimum(np.maximum(u, 0.0), 1.0)
-        step = integrator.step(u)
-        state = step.activation
+    ``motor`` sets the person's feedback (default: the ideal tracker, no reaction delay)."""
+    noise = excitation_noise(rng, len(reference.theta), preset.muscles.count, dt,
+                             settings.excitation_noise)
+    wearer = Wearer(preset, reference, dt, noise, settings.tone, motor)
+    excitation, steps = [], []
+    while not wearer.done:
+        u, step = wearer.step()
+        excitation.append(u)
         steps.append(step)
-    return collect(steps, excitation, dt)
+    return collect(steps, np.array(excitation), dt)
 
 
-def _excitation_noise(rng: np.random.Generator, n: int, m: int, dt: float, sd: float):
+def excitation_noise(rng: np.random.Generator, n: int, m: int, dt: float, sd: float):
     """Low-pass (10 Hz) Gaussian noise of standard deviation ``sd``, shape (n, m)."""
     if sd <= 0:
         return np.zeros((n, m))
