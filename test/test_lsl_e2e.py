@@ -71,10 +71,14 @@ def test_a_session_streamed_over_lsl_gives_the_offline_estimates(tmp_path, pylsl
     offline = estimate_offline(estimator, envelope)
     live = recorded_estimates(tmp_path / "record")
     assert live["angle"].size == offline["angle"].size == expected
-    # the controller acted on every estimate (its state carries the estimate's stamp)
+    # The controller acted on the estimates (its state carries the estimate's stamp; 0 before
+    # the first). It reads them with sensor-data QoS (keep last 5): of a burst the graph could not
+    # keep up with on a loaded machine it acts on the newest, so not all of them are demanded.
     commanded = {m.header.stamp.sec * 10**9 + m.header.stamp.nanosec
-                 for _, m in recorded["/assist/state"]}
-    assert commanded >= set(live["stamp_ns"].tolist())
+                 for _, m in recorded["/assist/state"]} - {0}
+    estimates = set(live["stamp_ns"].tolist())
+    assert commanded <= estimates and max(estimates) in commanded
+    assert len(commanded) >= 0.8 * len(estimates), (len(commanded), len(estimates))
     decimation = round(recording.sample_rate / estimator.model_rate)
     raw_index = output_raw_index(offline["index"], decimation)
     # stamps within 1 µs: each chunk's LSL timestamp is a float64 s on the sender's clock
