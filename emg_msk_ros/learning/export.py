@@ -28,6 +28,8 @@ import yaml
 
 from emg_msk_ros import __version__
 from emg_msk_ros.learning.metadata import (
+    KIND_EMG,
+    KIND_STATE_AIDED,
     META_FILE,
     SCHEMA,
     WEIGHTS_FILE,
@@ -37,7 +39,7 @@ from emg_msk_ros.learning.metadata import (
     read_model_meta,
     sha256_of,
 )
-from emg_msk_ros.learning.model import PICNN
+from emg_msk_ros.learning.state_model import STATE_CHANNELS
 from emg_msk_ros.physics.preset import Preset
 
 
@@ -75,7 +77,7 @@ def preset_document(preset: Preset) -> dict[str, Any]:
     return yaml.safe_load(preset.path.read_text(encoding="utf-8"))
 
 
-def save_model_dir(path: str | Path, model: PICNN, meta: Mapping[str, Any]) -> Path:
+def save_model_dir(path: str | Path, model: torch.nn.Module, meta: Mapping[str, Any]) -> Path:
     """Write ``model.pt`` (TorchScript of ``model``) and ``model.yaml`` (``meta`` + weights info).
 
     ``path`` must not exist or be an empty folder. Returns the folder.
@@ -140,13 +142,21 @@ def read_model_dir(path: str | Path) -> ModelDir:
     module = _load_weights(path, meta, Fields(str(path / META_FILE)))
     n_channels, n_muscles = len(meta["channel_names"]), len(meta["muscles"])
     window, horizon = meta["window"], meta["horizon"]
+    inputs = [torch.zeros(1, n_channels, window)]
+    expected = [(1, 1 + n_muscles, horizon)]
+    if meta.get("kind", KIND_EMG) == KIND_STATE_AIDED:
+        offsets = meta["ahead"]["steps"] + 1
+        inputs.append(torch.zeros(1, STATE_CHANNELS, window))
+        expected = [(1, offsets, horizon), (1, n_muscles, offsets, horizon)]
+    shapes = " and ".join(str(tuple(x.shape)) for x in inputs)
     try:
         with torch.inference_mode():
-            out = module(torch.zeros(1, n_channels, window))
+            out = module(*inputs)
     except Exception as exc:  # noqa: BLE001 - the module does not accept the declared input
-        raise ModelError(f"{path / WEIGHTS_FILE}: fails on a (1, {n_channels}, {window}) "
-                         f"input declared by model.yaml ({exc})") from exc
-    if tuple(out.shape) != (1, 1 + n_muscles, horizon):
-        raise ModelError(f"{path / WEIGHTS_FILE}: outputs shape {tuple(out.shape)}, model.yaml "
-                         f"declares (1, {1 + n_muscles}, {horizon})")
+        raise ModelError(f"{path / WEIGHTS_FILE}: fails on {shapes} input declared by "
+                         f"model.yaml ({exc})") from exc
+    got = [tuple(o.shape) for o in (out if isinstance(out, tuple) else [out])]
+    if got != expected:
+        raise ModelError(f"{path / WEIGHTS_FILE}: outputs shape(s) {got}, model.yaml "
+                         f"declares {expected}")
     return ModelDir(**vars(found), module=module)

@@ -34,6 +34,7 @@ import torch
 
 from emg_msk_ros.learning.dataset import model_input
 from emg_msk_ros.learning.export import ModelDir, ModelError, read_model_dir, torchscript
+from emg_msk_ros.learning.metadata import KIND_EMG, KIND_STATE_AIDED
 from emg_msk_ros.physics import muscle as hill
 from emg_msk_ros.physics.curves import CurveParams
 from emg_msk_ros.physics.muscle import MuscleSet
@@ -153,6 +154,9 @@ class NewestSteps:
 class Estimator:
     """A loaded model: metadata, the conditioner settings it expects, and the frozen network."""
 
+    # True for a model that also reads the exoskeleton's joint state (.state_inference)
+    needs_joint_state = False
+
     def __init__(self, model: ModelDir) -> None:
         meta = model.meta
         self.meta: dict[str, Any] = meta
@@ -174,7 +178,8 @@ class Estimator:
         self.module = model.module  # scripted, not frozen: differentiable and comparable
         with torch.no_grad(), torchscript():
             self._frozen = torch.jit.freeze(model.module)
-        self._live = NewestSteps(model.module.state_dict(), _LIVE_STEPS)
+        if not self.needs_joint_state:
+            self._live = NewestSteps(model.module.state_dict(), _LIVE_STEPS)
 
     @property
     def baseline(self) -> np.ndarray:
@@ -222,12 +227,31 @@ class Estimator:
 
 
 def load_model(model_dir: str | Path) -> Estimator:
-    """Load a model folder written by ``emg-msk train``; :class:`ModelError` if unusable."""
-    return Estimator(read_model_dir(model_dir))
+    """Load a model folder written by ``emg-msk train``; :class:`ModelError` if unusable.
+    A state-aided model (model.yaml ``kind``) comes back as its
+    :class:`~.state_inference.StateAidedEstimator`."""
+    return estimator_for(read_model_dir(model_dir))
+
+
+def estimator_for(model: ModelDir) -> Estimator:
+    """The estimator class of the model's kind around a loaded model folder."""
+    if model.meta.get("kind", KIND_EMG) == KIND_STATE_AIDED:
+        from emg_msk_ros.learning.state_inference import StateAidedEstimator
+
+        return StateAidedEstimator(model)
+    return Estimator(model)
+
+
+def refuse_without_joint_state(estimator: Estimator, where: str) -> None:
+    """ModelError when a model that needs the joint states is used where there are none."""
+    if estimator.needs_joint_state:
+        raise ModelError(f"model {estimator.path} is state-aided: it needs the exoskeleton's "
+                         f"joint states (angle, velocity) beside the EMG, and {where} has none")
 
 
 def estimate_offline(estimator: Estimator, envelope: np.ndarray,
-                     baseline: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                     baseline: np.ndarray | None = None,
+                     joint_state: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Estimates for every step of an excitation array (n, C) at the model rate.
 
     ``baseline`` (C,) is the resting excitation removed from the input (default: the
@@ -237,8 +261,14 @@ def estimate_offline(estimator: Estimator, envelope: np.ndarray,
     first estimate is for sample index W - 1 (the first full window); ``index`` holds these
     sample indices. Fewer than W samples give empty arrays. Keys: ``index``, ``angle`` (rad),
     ``velocity`` (rad/s), ``activation``, ``force`` (N, (N, M)), ``moment`` (N·m, (N, M)),
-    ``net_moment`` (N·m).
+    ``net_moment`` (N·m). A state-aided model needs ``joint_state`` (n, 2) (angle rad, velocity
+    rad/s held at each step, :mod:`.joint_input`) and adds its predictions ahead
+    (:meth:`.state_inference.StateAidedEstimator.offline`).
     """
+    if estimator.needs_joint_state:
+        if joint_state is None:
+            refuse_without_joint_state(estimator, "this offline run")
+        return estimator.offline(envelope, baseline, joint_state)
     envelope = np.asarray(envelope, dtype=np.float32)
     if envelope.ndim != 2 or envelope.shape[1] != len(estimator.channel_names):
         raise ValueError(f"envelope must be (n, {len(estimator.channel_names)}), got "
