@@ -180,7 +180,7 @@ class LimbMarkers:
 class JointStateBuffer:
     """The recent readings of one joint from sensor_msgs/JointState messages, by stamp."""
 
-    def __init__(self, joint: str, keep: int = 256) -> None:
+    def __init__(self, joint: str, keep: int = 1024) -> None:
         self.joint = joint
         self._readings: collections.deque[tuple[int, float, float]] = collections.deque(
             maxlen=keep)
