@@ -85,10 +85,10 @@ def test_horizons_must_be_whole_model_steps():
         ahead_steps(15, 100.0)
 
 
-def test_the_network_is_causal_and_starts_from_the_measured_angle():
+def test_the_network_is_causal_and_corrects_constant_velocity_extrapolation():
     settings = ModelSettings(hidden=8, kernel=3, levels=2, horizon=4)
     torch.manual_seed(0)
-    net = StateAidedPICNN(2, 3, settings, ahead=5, step_scale=0.1).eval()
+    net = StateAidedPICNN(2, 3, settings, ahead=5, dt=0.01, step_scale=0.1).eval()
     w = net.window
     x, state = torch.rand(1, 2, w), torch.rand(1, 2, w)
     angle, force = net(x, state)
@@ -101,12 +101,13 @@ def test_the_network_is_causal_and_starts_from_the_measured_angle():
     # outputs before the last step do not see the changed last sample
     torch.testing.assert_close(again[..., :-1], angle[..., :-1])
     torch.testing.assert_close(again_force[..., :-1], force[..., :-1])
-    # zeroing the head leaves exactly the measured angle at every offset
+    # zeroing the head leaves constant-velocity extrapolation from the measured state
     with torch.no_grad():
         net.head.weight.zero_()
         net.head.bias.zero_()
     flat, _ = net(x, state)
-    torch.testing.assert_close(flat, state[:, :1, -4:].expand(1, 6, 4))
+    lead = 0.01 * torch.arange(6.0).reshape(6, 1)
+    torch.testing.assert_close(flat[0], state[0, 0, -4:] + lead * state[0, 1, -4:])
 
 
 def test_the_future_trajectory_joins_measured_past_and_predicted_future():

@@ -60,11 +60,14 @@ class StateWindowSet(WindowSet):
             moment=None if self._moment is None else self._moment[rows_ahead],
         )
 
-    def state_scales(self) -> tuple[float, float]:
-        """(velocity rad/s, step rad): the spread of the measured velocity and of the true
-        angle max(H, 1) steps after each window's end less the measured angle at its end."""
+    def state_scales(self, dt: float) -> tuple[float, float]:
+        """(velocity rad/s, step rad): the spread of the measured velocity and of the error of
+        constant-velocity extrapolation from the measured state at each window's end to the
+        true angle max(H, 1) steps (of ``dt`` s) later."""
         rows = self.ends
-        later = torch.clamp(rows + max(self.ahead, 1), max=len(self._angle) - 1)
-        step = (self._angle[later] - self._state[rows, 0]).numpy().astype(np.float64)
+        lead = max(self.ahead, 1)
+        later = torch.clamp(rows + lead, max=len(self._angle) - 1)
+        extrapolated = self._state[rows, 0] + self._state[rows, 1] * (lead * dt)
+        step = (self._angle[later] - extrapolated).numpy().astype(np.float64)
         velocity = self._state[rows, 1].numpy().astype(np.float64)
         return float(np.std(velocity)) or 1.0, float(np.std(step)) or 1e-3

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from emg_msk_ros.learning.loss import PhysicsTerms, Scales
+from emg_msk_ros.learning.loss import PhysicsTerms, Scales, loss_weights
 from emg_msk_ros.learning.settings import LossSettings
 from emg_msk_ros.learning.state_data import StateBatch
 
@@ -52,14 +52,7 @@ class StateLoss(nn.Module):
         super().__init__()
         self.terms = terms
         self.physics = physics
-        self.weights = {
-            "angle": settings.angle_weight,
-            "force": settings.force_weight if forces_labelled else 0.0,
-            "moment": settings.moment_weight,
-            "physics": settings.physics_weight if physics else 0.0,
-            "hill": (settings.hill_weight if forces_labelled
-                     else settings.hill_weight_unlabelled) if physics else 0.0,
-        }
+        self.weights = loss_weights(settings, physics, forces_labelled)
         self.register_buffer("step_scale", torch.tensor(step_scale, dtype=torch.float32))
         self.register_buffer("force_scale", torch.as_tensor(
             scales.force, dtype=torch.float32).reshape(-1, 1, 1))

@@ -11,10 +11,17 @@ Inputs (named, fixed rank; ONNX-exportable plain ops):
 Outputs, at each of the window's newest K steps t (the convolutions are unpadded, as in PICNN,
 so step t depends only on the inputs up to t) and each offset h = 0..H (H = ``ahead`` steps):
 
-- ``angle`` (B, H + 1, K): the joint angle at t + h (rad): the measured angle at t plus
-  ``step_scale`` (h / H of the training data's spread of the H-step displacement) times the
-  network's output;
+- ``angle`` (B, H + 1, K): the joint angle at t + h (rad): constant-velocity extrapolation
+  from the measured state at t (theta_m + omega_m·h·dt) plus a correction, the network's
+  output times ``step_scale``·max(h, 1)/max(H, 1) (``step_scale``: the training data's spread
+  of that extrapolation's error H steps ahead);
 - ``force`` (B, M, H + 1, K): the muscle forces at t + h (N, >= 0: F_scale·softplus).
+
+Inside, the network reads the excitation, the angle and velocity (normalised by the training
+data's spread) and the angle's change per step divided by dt (rad/s; the first step takes the
+measured velocity): differences of the encoder's fine-grained angle estimate the velocity with
+less noise than the sensor's own differentiated velocity, which constant-velocity extrapolation
+uses.
 
 The physics-informed loss (:mod:`.state_loss`) ties the forces to the measured past and the
 predicted future motion through the joint's equation of motion and to the EMG through Hill.
@@ -31,13 +38,14 @@ from emg_msk_ros.learning.settings import ModelSettings, window_length
 INPUT_NAMES = ("excitation", "joint_state")
 OUTPUT_NAMES = ("angle", "force")
 STATE_CHANNELS = 2  # angle, velocity
+_FEATURES = 3  # angle, velocity, angle change per step
 
 
 class StateAidedPICNN(nn.Module):
     """Causal dilated CNN over excitation and joint state; see the module docstring."""
 
     def __init__(self, n_channels: int, n_muscles: int, settings: ModelSettings, ahead: int,
-                 angle_mean: float = 0.0, angle_scale: float = 1.0, velocity_scale: float = 1.0,
+                 dt: float, angle_mean: float = 0.0, angle_scale: float = 1.0, velocity_scale: float = 1.0,
                  step_scale: float = 0.1, force_scale: torch.Tensor | None = None) -> None:
         super().__init__()
         if n_channels < 1 or n_muscles < 1:
@@ -45,7 +53,7 @@ class StateAidedPICNN(nn.Module):
         if ahead < 0:
             raise ValueError(f"ahead must be >= 0 steps, got {ahead}")
         layers: list[nn.Module] = []
-        width = n_channels + STATE_CHANNELS
+        width = n_channels + _FEATURES
         for level in range(settings.levels):
             layers += [nn.Conv1d(width, settings.hidden, settings.kernel, dilation=2**level),
                        nn.ReLU()]
@@ -61,6 +69,10 @@ class StateAidedPICNN(nn.Module):
         self.register_buffer("angle_mean", torch.tensor(float(angle_mean)))
         self.register_buffer("angle_scale", torch.tensor(float(angle_scale)))
         self.register_buffer("velocity_scale", torch.tensor(float(velocity_scale)))
+        # s from the measured state to each offset h: h·dt
+        self.register_buffer("dt", torch.tensor(float(dt)))
+        self.register_buffer("lead", (dt * torch.arange(self.offsets, dtype=torch.float32)
+                                      ).reshape(self.offsets, 1))
         # per offset h: step_scale·max(h, 1)/max(H, 1), shaped to broadcast over (B, H+1, K)
         fraction = torch.clamp(torch.arange(self.offsets, dtype=torch.float32), min=1.0)
         self.register_buffer("step_scale", (float(step_scale) * fraction
@@ -76,11 +88,15 @@ class StateAidedPICNN(nn.Module):
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, C, W) excitation, (B, 2, W) joint state -> angle (B, H+1, K) rad, force
         (B, M, H+1, K) N."""
-        angle_in = (joint_state[:, 0:1] - self.angle_mean) / self.angle_scale
-        velocity_in = joint_state[:, 1:2] / self.velocity_scale
-        z = self.head(self.body(torch.cat([excitation, angle_in, velocity_in], dim=1)))
+        angle, velocity = joint_state[:, 0:1], joint_state[:, 1:2]
+        step = torch.cat([velocity[:, :, :1] * self.dt, angle[:, :, 1:] - angle[:, :, :-1]],
+                         dim=2) / (self.dt * self.velocity_scale)
+        features = torch.cat([excitation, (angle - self.angle_mean) / self.angle_scale,
+                              velocity / self.velocity_scale, step], dim=1)
+        z = self.head(self.body(features))
         steps = z.shape[2]
-        measured = joint_state[:, 0:1, joint_state.shape[2] - steps:]  # (B, 1, K)
-        angle = measured + self.step_scale * z[:, :self.offsets]
+        newest = joint_state[:, :, joint_state.shape[2] - steps:]  # (B, 2, K)
+        extrapolated = newest[:, 0:1] + self.lead * newest[:, 1:2]  # (B, H+1, K)
+        predicted = extrapolated + self.step_scale * z[:, :self.offsets]
         force_z = z[:, self.offsets:].reshape(z.shape[0], self.n_muscles, self.offsets, steps)
-        return angle, self.force_scale * functional.softplus(force_z)
+        return predicted, self.force_scale * functional.softplus(force_z)

@@ -76,9 +76,9 @@ def _model_and_loss(train_set: WindowSet, preset: Preset, settings: TrainingSett
     """The network the windows feed (EMG-only or state-aided) and its loss."""
     forces = torch.as_tensor(scales.force)
     if isinstance(train_set, StateWindowSet):
-        velocity, step = train_set.state_scales()
+        velocity, step = train_set.state_scales(terms.dt)
         model = StateAidedPICNN(train_set.n_channels, preset.muscles.count, settings.model,
-                                train_set.ahead, angle_mean=scales.angle_mean,
+                                train_set.ahead, terms.dt, angle_mean=scales.angle_mean,
                                 angle_scale=scales.angle, velocity_scale=velocity,
                                 step_scale=step, force_scale=forces)
         return model, StateLoss(terms, scales, step, settings.loss, physics=physics,
