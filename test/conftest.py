@@ -80,7 +80,7 @@ def state_aided_session():
     """A short simulated knee session (encoder readings and truth) for state-aided tests."""
     from emg_msk_ros.physics.simulate import simulate_session
 
-    return simulate_session("knee", 16.0, seed=3)
+    return simulate_session("knee", 10.0, seed=3)
 
 
 @pytest.fixture(scope="session")

@@ -174,3 +174,23 @@ def test_evaluate_reports_the_angle_ahead_beside_constant_velocity(
                                          "--plots", str(tmp_path / "plots2")]))
     out = capsys.readouterr().out
     assert code == 0 and "100 ms ahead" in out and "constant-velocity" in out
+
+
+def test_train_refuses_a_horizon_for_the_emg_only_model(tmp_path, capsys):
+    from emg_msk_ros.learning import train
+
+    parser = argparse.ArgumentParser()
+    train.configure(parser)
+    args = parser.parse_args(["--data", str(tmp_path / "none"), "--out", str(tmp_path / "m"),
+                              "--horizon-ms", "100"])
+    assert train.run(args) == 2
+    assert "--horizon-ms needs --inputs emg+state" in capsys.readouterr().err
+
+
+def test_training_refuses_a_horizon_between_model_steps(state_aided_session):
+    from emg_msk_ros.learning.settings import load_training_settings
+    from emg_msk_ros.learning.train import train_on_recordings
+
+    with pytest.raises(ds.DataError, match="whole number"):
+        train_on_recordings([state_aided_session], ["s"], load_preset("knee"),
+                            load_training_settings(), load_settings(), horizon_ms=25.0)

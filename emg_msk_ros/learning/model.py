@@ -24,6 +24,18 @@ from torch.nn import functional
 from emg_msk_ros.learning.settings import ModelSettings, window_length
 
 
+def dilated_body(channels: int, settings: ModelSettings) -> nn.Sequential:
+    """The unpadded causal convolutions: ``settings.levels`` of them, dilations 1, 2, 4, ...,
+    ``settings.hidden`` features each, ReLU after each; ``channels`` inputs."""
+    layers: list[nn.Module] = []
+    width = channels
+    for level in range(settings.levels):
+        layers += [nn.Conv1d(width, settings.hidden, settings.kernel, dilation=2**level),
+                   nn.ReLU()]
+        width = settings.hidden
+    return nn.Sequential(*layers)
+
+
 class PICNN(nn.Module):
     """Causal dilated CNN with angle and force heads; see the module docstring."""
 
@@ -33,13 +45,8 @@ class PICNN(nn.Module):
         super().__init__()
         if n_channels < 1 or n_muscles < 1:
             raise ValueError(f"need >= 1 channel and muscle, got {n_channels}, {n_muscles}")
-        layers: list[nn.Module] = []
-        width = n_channels
-        for level in range(settings.levels):
-            layers += [nn.Conv1d(width, settings.hidden, settings.kernel, dilation=2**level),
-                       nn.ReLU()]
-            width = settings.hidden
-        self.body = nn.Sequential(*layers)
+        self.body = dilated_body(n_channels, settings)
+        width = settings.hidden
         self.head = nn.Conv1d(width, 1 + n_muscles, 1)
         self.n_channels = n_channels
         self.n_muscles = n_muscles

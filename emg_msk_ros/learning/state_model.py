@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from emg_msk_ros.learning.model import dilated_body
 from emg_msk_ros.learning.settings import ModelSettings, window_length
 
 INPUT_NAMES = ("excitation", "joint_state")
@@ -52,13 +53,8 @@ class StateAidedPICNN(nn.Module):
             raise ValueError(f"need >= 1 channel and muscle, got {n_channels}, {n_muscles}")
         if ahead < 0:
             raise ValueError(f"ahead must be >= 0 steps, got {ahead}")
-        layers: list[nn.Module] = []
-        width = n_channels + _FEATURES
-        for level in range(settings.levels):
-            layers += [nn.Conv1d(width, settings.hidden, settings.kernel, dilation=2**level),
-                       nn.ReLU()]
-            width = settings.hidden
-        self.body = nn.Sequential(*layers)
+        self.body = dilated_body(n_channels + _FEATURES, settings)
+        width = settings.hidden
         self.offsets = ahead + 1
         self.head = nn.Conv1d(width, (1 + n_muscles) * self.offsets, 1)
         self.n_channels = n_channels

@@ -354,6 +354,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if out.exists() and any(out.iterdir()):
             raise FileExistsError(f"{out} exists and is not empty; choose a new model folder")
+        horizon_ms = _horizon(args)
         settings = _settings_from_args(args)
         conditioning = load_settings(args.conditioning)
         calibration = Calibration.load(args.calibration) if args.calibration else None
@@ -365,7 +366,7 @@ def run(args: argparse.Namespace) -> int:
             physics=not args.no_physics, calibration=calibration,
             val_recordings=val_recordings, val_names=list(args.val_data),
             progress=not args.no_progress, command=command_line(args),
-            horizon_ms=_horizon(args))
+            horizon_ms=horizon_ms)
         trained.save(out)
     except (ds.DataError, ConfigError, PresetError, ModelError, SessionError, FileExistsError,
             FileNotFoundError, ValueError) as exc:
