@@ -247,6 +247,17 @@ def test_export_adds_the_onnx_graph_to_a_state_aided_folder(state_aided_model, t
         capsys.readouterr().err
 
 
+def test_an_emg_only_graph_in_a_state_aided_folder_is_refused(state_aided_model, tmp_path):
+    folder = tmp_path / "mixed"
+    shutil.copytree(state_aided_model, folder)
+    meta = yaml.safe_load((folder / META_FILE).read_text())
+    meta["onnx"] = yaml.safe_load((models_dir() / "knee" / META_FILE).read_text())["onnx"]
+    (folder / META_FILE).write_text(yaml.safe_dump(meta, sort_keys=False))
+    shutil.copy(models_dir() / "knee" / ONNX_FILE, folder)
+    with pytest.raises(ModelError, match=r"field 'onnx\.inputs'.*joint_state"):
+        load_model(folder)
+
+
 def test_evaluate_reports_the_angle_ahead_beside_constant_velocity(
         tmp_path, capsys, state_aided_model, state_aided_session):
     bag = write_recording(tmp_path / "session", state_aided_session)
