@@ -62,8 +62,9 @@ from emg_msk_ros.learning.state_model import StateAidedPICNN
 from emg_msk_ros.physics.preset import Preset
 from emg_msk_ros.signal.config import ConfigError
 
-# ONNX opset of exported graphs: all the networks need (Conv, Relu, Softplus, Split, Reshape), run by
-# every ONNX Runtime release since 1.14, including the ARM builds small controllers use.
+# ONNX opset of exported graphs: all the networks need (Conv, Relu, Softplus, Split; the
+# state-aided one also Slice, Concat, Reshape and elementwise arithmetic), run by every ONNX
+# Runtime release since 1.14, including the ARM builds small controllers use.
 ONNX_OPSET = 17
 # ONNX Runtime and torch outputs agree within this fraction of each output's largest magnitude
 # (at least 1): float32 rounding differs between their kernels, by about 1e-7 per operation.
