@@ -213,9 +213,9 @@ class JointStateBuffer:
         for when, angle, velocity in reversed(self._readings):
             if when <= stamp:
                 age = (stamp - when) * 1e-9
-                if age > max_age:
-                    return None, (f"joint state of {self.joint!r} is {1000 * age:.1f} ms older "
-                                  f"than the EMG (limit {1000 * max_age:g} ms); "
+                if age > max_age:  # one message for the whole stretch (logged once)
+                    return None, (f"joint state of {self.joint!r} more than "
+                                  f"{1000 * max_age:g} ms older than the EMG; "
                                   + (self.problem if self.problem else "no newer reading"))
                 return np.array([angle, velocity], dtype=np.float32), ""
         return None, (self.problem or f"no joint state of {self.joint!r} at or before the EMG")
