@@ -1,18 +1,20 @@
 """Serving speed: one inference with ONNX Runtime, TorchScript and eager torch, and the estimator
 node's start-up time and resident memory.
 
-``emg-msk bench inference [--json] [--quick] [--models knee wrist] [--calls N] [--starts N]
-[--realtime] [--before PYTHON]``
+``emg-msk bench inference [--json] [--quick] [--models knee wrist knee-state] [--calls N]
+[--starts N] [--realtime] [--before PYTHON]``
 
-1. Per model, one window (1, C, W) through the network on one thread, the three runtimes
-   interleaved in blocks of calls (each after a few untimed ones) so that a change in the
-   machine's load reaches all three:
+1. Per model, one window through the network on one thread (the graph's named inputs, batch 1:
+   ``excitation`` (C, W), and for the state-aided ``knee-state`` also ``joint_state`` (2, W), a
+   smooth knee motion), the three runtimes interleaved in blocks of calls (each after a few
+   untimed ones) so that a change in the machine's load reaches all three:
    ONNX Runtime (``model.onnx`` in the session the estimator uses), TorchScript (``model.pt``,
-   frozen) and the eager module (``model.pt``'s weights in :class:`PICNN`), torch with one
-   thread and ``inference_mode``. p50/p99 of the wall time, and of the thread's CPU time (what
-   the runtime costs without the time other processes take from it on a shared machine). Also
-   one whole estimate (:meth:`Estimator.predict`: ONNX Runtime + angle velocity, moments and
-   the Hill inversion).
+   frozen) and the eager module (``model.pt``'s weights in the network class of the model's
+   kind, :func:`~emg_msk_ros.learning.export.network_of`), torch with one thread and
+   ``inference_mode``. p50/p99 of the wall time, and of the thread's CPU time (what the runtime
+   costs without the time other processes take from it on a shared machine). Also one whole
+   estimate (:meth:`Estimator.predict`: ONNX Runtime + angle velocity, moments and the Hill
+   inversion).
 2. The ``msk_estimator`` node's start-up: a fresh process that imports the node, builds it
    with the default model and makes one estimate; wall time from the process's start to then
    and its resident memory (VmRSS) then, median of ``--starts`` processes after one untimed
@@ -80,7 +82,8 @@ def _percentiles(seconds: np.ndarray) -> dict[str, float]:
 
 
 def runtimes(folder: Path):
-    """name -> one call on a (1, C, W) float32 window, for ONNX Runtime, TorchScript, eager."""
+    """name -> one call on one window's named inputs (name -> (1, rows, W) float32, in the
+    graph's order), for ONNX Runtime, TorchScript, eager."""
     import torch
 
     from emg_msk_ros.learning.export import network_of, read_model_dir, torchscript
@@ -94,9 +97,9 @@ def runtimes(folder: Path):
     served = load_model(folder)
 
     def in_torch(module):
-        def call(x):
+        def call(feeds):
             with torch.inference_mode():
-                return module(torch.from_numpy(x))
+                return module(*(torch.from_numpy(x) for x in feeds.values()))
         return call
 
     return served, {"onnxruntime": served.run, "torchscript": in_torch(frozen),
@@ -129,14 +132,33 @@ def inference(model: str, count: int) -> dict:
     from emg_msk_ros.nodes.common import resolve_model
 
     served, calls = runtimes(resolve_model(model))
-    rng = np.random.default_rng(0)
-    shape = (1, len(served.channel_names), served.window)
-    windows = rng.uniform(0.0, 0.5, (64, *shape)).astype(np.float32)
+    windows = example_inputs(served, 64)
     result = time_calls(calls, windows, count)
-    excitation = np.ascontiguousarray(windows[:, 0].transpose(0, 2, 1))  # (64, W, C)
-    result["estimate (onnxruntime)"] = time_calls({"predict": served.predict}, excitation,
-                                                  count)["predict"]
-    return {"window": list(shape[1:]), "runtimes": result}
+    # predict() takes each input as (W, rows), in the graph's order
+    result["estimate (onnxruntime)"] = time_calls(
+        {"predict": lambda feeds: served.predict(*(x[0].T for x in feeds.values()))},
+        windows, count)["predict"]
+    return {"inputs": {spec.name: list(spec.shape) for spec in served.network.inputs},
+            "runtimes": result}
+
+
+def example_inputs(served, count: int) -> list[dict[str, np.ndarray]]:
+    """``count`` windows of the model's named inputs, batch 1: excitation uniform in
+    [0, 0.5); a joint state (angle rad, velocity rad/s) of a knee swinging at 0.5-1.5 Hz."""
+    rng = np.random.default_rng(0)
+    t = np.arange(served.window) / served.model_rate
+    windows = []
+    for _ in range(count):
+        feeds = {}
+        for spec in served.network.inputs:
+            if spec.name == "joint_state":
+                w, phase = 2 * np.pi * rng.uniform(0.5, 1.5), rng.uniform(0, 2 * np.pi)
+                feeds[spec.name] = np.stack([1.0 + 0.5 * np.sin(w * t + phase),
+                                             0.5 * w * np.cos(w * t + phase)])[None]
+            else:
+                feeds[spec.name] = rng.uniform(0.0, 0.5, (1, *spec.shape))
+        windows.append({name: x.astype(np.float32) for name, x in feeds.items()})
+    return windows
 
 
 def start_up(python: str, variant: str, starts: int, warm: bool) -> dict:
@@ -186,11 +208,11 @@ def checks(result: dict) -> list[dict]:
 def _table(result: dict) -> str:
     lines = [f"machine: {result['machine']}; {result['pinning']}; {result['calls']} calls per "
              "runtime, one thread", "",
-             f"{'model':<7}{'runtime':<24}{'wall p50':>10}{'wall p99':>10}{'cpu p50':>10}"
+             f"{'model':<12}{'runtime':<24}{'wall p50':>10}{'wall p99':>10}{'cpu p50':>10}"
              f"{'cpu p99':>10}   (ms)"]
     for model, entry in result["models"].items():
         for name, t in entry["runtimes"].items():
-            lines.append(f"{model:<7}{name:<24}{t['wall_ms']['p50']:>10.4f}"
+            lines.append(f"{model:<12}{name:<24}{t['wall_ms']['p50']:>10.4f}"
                          f"{t['wall_ms']['p99']:>10.4f}{t['cpu_ms']['p50']:>10.4f}"
                          f"{t['cpu_ms']['p99']:>10.4f}")
     lines += ["", f"{'msk_estimator start-up':<44}{'start s':>9}{'RSS MB':>9}{'peak MB':>9}"
@@ -211,7 +233,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
     parser.add_argument("--quick", action="store_true",
                         help="a few seconds: 200 calls, the knee model, one start each")
-    parser.add_argument("--models", nargs="+", default=["knee", "wrist"],
+    parser.add_argument("--models", nargs="+", default=["knee", "wrist", "knee-state"],
                         help="model folders or names under models/")
     parser.add_argument("--calls", type=int, default=3000, help="calls per runtime and model")
     parser.add_argument("--starts", type=int, default=3, help="node start-ups per variant")

@@ -102,7 +102,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import multiprocessing
 import os
@@ -115,11 +114,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from emg_msk_ros.benchmarking import add_quick
+from emg_msk_ros.benchmarking import add_quick, emit_report
 from emg_msk_ros.io import uci
 from emg_msk_ros.io.recording import Recording
 from emg_msk_ros.learning import dataset as ds
-from emg_msk_ros.learning.evaluate import jsonable
 from emg_msk_ros.learning.metrics import score
 from emg_msk_ros.learning.settings import (
     TrainingSettings,
@@ -670,18 +668,9 @@ def main(argv: list[str] | None = None) -> int:
     report["plots"] = plot_tiers(report, files, Path(args.out))
     report["seconds"] = round(time.perf_counter() - started, 1)
     report["jobs"] = jobs
-    table = format_report(report)
-    if args.json is None:
-        print(table)
-    else:
-        print(table, file=sys.stderr)
-        plain = {**report, "files": [{k: v for k, v in f.items() if k != "traces"}
-                                     for f in files]}
-        text = json.dumps(jsonable(plain), indent=2)
-        if args.json == "-":
-            print(text)
-        else:
-            Path(args.json).write_text(text + "\n", encoding="utf-8")
+    plain = {**report, "files": [{k: v for k, v in f.items() if k != "traces"}
+                                 for f in files]}
+    emit_report(format_report(report), plain, args.json)
     return 0
 
 

@@ -70,3 +70,22 @@ def rerun_single_threaded(script: str, argv: list[str]) -> int | None:
         return None
     env = dict(os.environ, **{name: "1" for name in THREAD_LIMITS})
     return subprocess.call([sys.executable, script, *argv], env=env)
+
+
+def emit_report(table: str, document: dict, json_target: str | None) -> None:
+    """Print a benchmark's table; with ``--json [FILE]`` (``json_target``: "-" for stdout) also
+    its figures as strict JSON (NaN as null), the table then going to stderr."""
+    import json
+    from pathlib import Path
+
+    from emg_msk_ros.learning.evaluate import jsonable
+
+    if json_target is None:
+        print(table)
+        return
+    print(table, file=sys.stderr)
+    text = json.dumps(jsonable(document), indent=2)
+    if json_target == "-":
+        print(text)
+    else:
+        Path(json_target).write_text(text + "\n", encoding="utf-8")

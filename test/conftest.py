@@ -122,3 +122,27 @@ def pylsl():
 def lsl_name(request) -> str:
     """A stream name of this test and process only (parallel runs share the loopback)."""
     return f"emg_msk_test_{request.node.name[:40]}_{os.getpid()}"
+
+
+@pytest.fixture(scope="session")
+def state_aided_session():
+    """A short simulated knee session (encoder readings and truth) for state-aided tests."""
+    from emg_msk_ros.physics.simulate import simulate_session
+
+    return simulate_session("knee", 10.0, seed=3)
+
+
+@pytest.fixture(scope="session")
+def state_aided_model(tmp_path_factory, state_aided_session):
+    """A state-aided knee model folder (100 ms ahead) trained for one short epoch: what the
+    tests check is the plumbing, not the accuracy."""
+    from emg_msk_ros.learning.settings import load_training_settings
+    from emg_msk_ros.learning.train import train_on_recordings
+    from emg_msk_ros.physics.preset import load_preset
+    from emg_msk_ros.signal.config import load_settings
+
+    settings = load_training_settings().replace("optim", max_epochs=1, min_epoch_batches=2)
+    settings = settings.replace("data", min_train_s=1.0, stride=4)
+    trained = train_on_recordings([state_aided_session], ["s3"], load_preset("knee"), settings,
+                                  load_settings(), horizon_ms=100.0)
+    return trained.save(tmp_path_factory.mktemp("models") / "knee-state")

@@ -403,7 +403,7 @@ def test_exported_model_gives_the_in_memory_outputs(trained, saved, preset, reco
     windows = np.ascontiguousarray(windows, dtype=np.float32)
     with torch.no_grad():
         scripted = read_model_dir(saved).module(torch.from_numpy(windows)).numpy()
-    assert_served_equals_torch(loaded.run(windows), scripted,
+    assert_served_equals_torch(loaded.run({"excitation": windows}), scripted,
                                loaded.preset.muscles.max_isometric_force)
     meta = yaml.safe_load((saved / META_FILE).read_text())
     assert meta["onnx"]["file"] == ONNX_FILE and meta["onnx"]["opset"] == 17

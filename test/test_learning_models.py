@@ -58,7 +58,7 @@ def test_default_model_served_by_onnx_runtime_equals_its_torch_checkpoint(preset
     # excitation-like windows, and a few at the input's extremes (0 and 1 everywhere)
     windows = np.concatenate([rng.uniform(0.0, 0.6, (62, *shape)), np.zeros((1, *shape)),
                               np.ones((1, *shape))]).astype(np.float32)
-    out = served.run(windows)
+    out = served.run({"excitation": windows})
     with torch.inference_mode():
         expected = checkpoint(torch.from_numpy(windows)).numpy()
     assert np.abs(out["angle"] - expected[:, :1]).max() <= 1e-5

@@ -130,7 +130,12 @@ def test_cli_writes_a_bag_that_reads_back_intact(tmp_path):
     with Reader(out) as reader:
         counts = {c.topic: c.msgcount for c in reader.connections}
     assert counts["/emg/raw"] == math.ceil(3000 / 20)
-    assert counts["/joint_states"] == counts["/msk/muscle_states"] == 1500
+    # the exoskeleton's sensor (an encoder at 500 Hz) on joint_states, the truth apart
+    assert counts["/session/truth/joint_states"] == counts["/msk/muscle_states"] == 1500
+    assert counts["/joint_states"] == 750
+    np.testing.assert_allclose(back.measured_angle, expected.measured_angle, rtol=1e-12)
+    np.testing.assert_allclose(back.measured_velocity, expected.measured_velocity, rtol=1e-12)
+    np.testing.assert_allclose(back.measured_time, expected.measured_time, atol=1e-9)
     assert counts["/session/metadata"] == 1
     # the same seed gives a byte-identical bag
     again = tmp_path / "b" / "session"

@@ -31,6 +31,12 @@ class Recording:
     force: np.ndarray | None = None  # (m, n_muscles) N
     moment: np.ndarray | None = None  # (m, n_muscles) N·m about the joint
     metadata: dict[str, Any] = field(default_factory=dict)
+    # The exoskeleton's joint sensor, when it differs from the ground truth above (simulated
+    # sessions: an encoder's readings, :mod:`emg_msk_ros.physics.encoder`). Real recordings have
+    # only the measurement, which is then both the label (``angle``) and the sensor reading.
+    measured_time: np.ndarray | None = None  # (r,) s, reading stamps
+    measured_angle: np.ndarray | None = None  # (r,) rad
+    measured_velocity: np.ndarray | None = None  # (r,) rad/s
 
     def __post_init__(self) -> None:
         self.emg = np.asarray(self.emg, dtype=np.float64)
@@ -56,6 +62,18 @@ class Recording:
                         f"{name} must have shape ({m}, {len(self.muscle_names)}), "
                         f"got {np.shape(value)}"
                     )
+
+        measured = (self.measured_time, self.measured_angle, self.measured_velocity)
+        if any(v is not None for v in measured):
+            if any(v is None for v in measured):
+                raise ValueError("measured_time, measured_angle and measured_velocity go "
+                                 "together")
+            self.measured_time, self.measured_angle, self.measured_velocity = (
+                np.asarray(v, dtype=np.float64) for v in measured)
+            r = self.measured_time.shape
+            if len(r) != 1 or self.measured_angle.shape != r or self.measured_velocity.shape != r:
+                raise ValueError("measured_time, measured_angle and measured_velocity must be "
+                                 "1-D arrays of one length")
 
     @property
     def duration(self) -> float:

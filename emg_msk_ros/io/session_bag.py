@@ -4,13 +4,17 @@ A session bag holds the topics a live pipeline would see, with bag timestamps eq
 time each message's data became available:
 
 - ``/emg/raw`` (emg_msk_ros/EmgArray): raw EMG in chunks, sequence-indexed;
-- ``/joint_states`` (sensor_msgs/JointState): the joint's angle (rad), velocity (rad/s) and
-  net muscle moment (N·m, in ``effort``) when known — measured or simulated truth;
+- ``/joint_states`` (sensor_msgs/JointState): what the exoskeleton's joint sensor reports,
+  angle (rad) and velocity (rad/s) — a simulated encoder, or the recording's goniometer;
+- ``/session/truth/joint_states`` (sensor_msgs/JointState, simulation only): the true angle,
+  velocity and net muscle moment (N·m, in ``effort``), kept apart from the sensor's topic;
 - ``/msk/muscle_states`` (emg_msk_ros/MuscleState): true muscle states (simulation only);
 - ``/session/metadata`` (std_msgs/String): one YAML document (schema, channels, joint,
   muscles, and the generator's or importer's metadata).
 
-Writing is deterministic: the same recording gives a byte-identical bag.
+Writing is deterministic: the same recording gives a byte-identical bag. A bag without the
+truth topic (real recordings, and simulated sessions written before the encoder existed) reads
+``/joint_states`` as the labels: ``Recording.angle`` and friends, with no separate measurement.
 """
 
 from __future__ import annotations
@@ -31,11 +35,13 @@ SCHEMA = "emg_msk_ros/session/1"
 TOPIC_EMG = "/emg/raw"
 TOPIC_JOINT = "/joint_states"
 TOPIC_MUSCLES = "/msk/muscle_states"
+TOPIC_TRUTH = "/session/truth/joint_states"
 TOPIC_METADATA = "/session/metadata"
 TYPES = {
     TOPIC_EMG: "emg_msk_ros/msg/EmgArray",
     TOPIC_JOINT: "sensor_msgs/msg/JointState",
     TOPIC_MUSCLES: "emg_msk_ros/msg/MuscleState",
+    TOPIC_TRUTH: "sensor_msgs/msg/JointState",
     TOPIC_METADATA: "std_msgs/msg/String",
 }
 _NEVER = QosTime(sec=0x7FFFFFFF, nsec=0xFFFFFFFF)
@@ -100,13 +106,15 @@ def write_recording(path: str | Path, recording: Recording, chunk_size: int = 20
         raise FileExistsError(f"{path} exists; choose a new output folder")
     store = typestore()
     types = store.types
+    measured = recording.measured_time is not None
     with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
         conns = {
             topic: writer.add_connection(topic, msgtype, typestore=store,
                                          offered_qos_profiles=[qos(topic == TOPIC_EMG)])
             for topic, msgtype in TYPES.items()
             if topic in (TOPIC_EMG, TOPIC_METADATA)
-            or (topic == TOPIC_JOINT and recording.angle is not None)
+            or (topic == TOPIC_JOINT and (recording.angle is not None or measured))
+            or (topic == TOPIC_TRUTH and recording.angle is not None and measured)
             or (topic == TOPIC_MUSCLES and recording.force is not None)
         }
         start_ns = _ns(recording.start_time)
@@ -131,27 +139,43 @@ def write_recording(path: str | Path, recording: Recording, chunk_size: int = 20
             available = start_ns + _ns((first + block.shape[0] - 1) / recording.sample_rate)
             writer.write(conns[TOPIC_EMG], available, store.serialize_cdr(msg, TYPES[TOPIC_EMG]))
 
-        if TOPIC_JOINT in conns:
-            _write_kinematics(writer, conns, recording)
+        if measured:
+            _write_joint_states(writer, conns[TOPIC_JOINT], recording.joint_name,
+                                recording.measured_time, recording.measured_angle,
+                                recording.measured_velocity, None)
+        if recording.angle is not None:
+            _write_kinematics(writer, conns, recording,
+                              conns[TOPIC_TRUTH] if measured else conns[TOPIC_JOINT])
     return path
 
 
-def _write_kinematics(writer: Writer, conns: dict, recording: Recording) -> None:
+def _write_joint_states(writer: Writer, conn, joint_name: str | None, times: np.ndarray,
+                        angle: np.ndarray, velocity: np.ndarray | None,
+                        effort: np.ndarray | None) -> None:
+    """One JointState per sample, stamped and logged at its time (s)."""
     store = typestore()
     joint_cls = store.types[TYPES[TOPIC_JOINT]]
-    muscle_cls = store.types[TYPES[TOPIC_MUSCLES]]
-    net = recording.net_moment
     empty = np.zeros(0)
-    for k, t in enumerate(recording.kin_time):
+    for k, t in enumerate(times):
         ns = _ns(t)
         joint = joint_cls(
             header=_header(ns),
-            name=[recording.joint_name or "joint"],
-            position=np.array([recording.angle[k]]),
-            velocity=empty if recording.velocity is None else np.array([recording.velocity[k]]),
-            effort=empty if net is None else np.array([net[k]]),
+            name=[joint_name or "joint"],
+            position=np.array([angle[k]]),
+            velocity=empty if velocity is None else np.array([velocity[k]]),
+            effort=empty if effort is None else np.array([effort[k]]),
         )
-        writer.write(conns[TOPIC_JOINT], ns, store.serialize_cdr(joint, TYPES[TOPIC_JOINT]))
+        writer.write(conn, ns, store.serialize_cdr(joint, TYPES[TOPIC_JOINT]))
+
+
+def _write_kinematics(writer: Writer, conns: dict, recording: Recording, joint_conn) -> None:
+    store = typestore()
+    muscle_cls = store.types[TYPES[TOPIC_MUSCLES]]
+    _write_joint_states(writer, joint_conn, recording.joint_name, recording.kin_time,
+                        recording.angle, recording.velocity, recording.net_moment)
+    empty = np.zeros(0)
+    for k, t in enumerate(recording.kin_time):
+        ns = _ns(t)
         if TOPIC_MUSCLES in conns:
             muscles = muscle_cls(
                 header=_header(ns),
@@ -241,21 +265,37 @@ def _read_emg(reader: Reader, conn, document: dict, path: Path) -> np.ndarray:
     return np.concatenate(blocks)
 
 
-def _read_kinematics(reader: Reader, conns: dict, document: dict) -> dict:
+def _read_joint_states(reader: Reader, conn) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(stamps s, angle rad, velocity rad/s or None) of a JointState topic's messages."""
     store = typestore()
-    if TOPIC_JOINT not in conns:
-        return {}
     times, angle, velocity = [], [], []
-    for _, _, raw in reader.messages(connections=[conns[TOPIC_JOINT]]):
+    for _, _, raw in reader.messages(connections=[conn]):
         msg = store.deserialize_cdr(raw, TYPES[TOPIC_JOINT])
         times.append(stamp_to_ns(msg.header.stamp) * 1e-9)
         angle.append(msg.position[0])
         velocity.append(msg.velocity[0] if len(msg.velocity) else np.nan)
-    if not times:  # the topic without messages: a session without kinematics
-        return {}
-    out = {"kin_time": np.array(times), "angle": np.array(angle)}
-    if not np.isnan(velocity).any():
-        out["velocity"] = np.array(velocity)
+    speed = None if not velocity or np.isnan(velocity).any() else np.array(velocity)
+    return np.array(times), np.array(angle), speed
+
+
+def _read_kinematics(reader: Reader, conns: dict, document: dict) -> dict:
+    out = {}
+    if TOPIC_TRUTH in conns and TOPIC_JOINT in conns:
+        times, angle, velocity = _read_joint_states(reader, conns[TOPIC_JOINT])
+        if len(times):
+            if velocity is None:
+                raise SessionError(f"{TOPIC_JOINT}: the measured joint states lack velocity")
+            out.update(measured_time=times, measured_angle=angle, measured_velocity=velocity)
+    labels = conns.get(TOPIC_TRUTH, conns.get(TOPIC_JOINT))
+    if labels is None:
+        return out
+    times, angle, velocity = _read_joint_states(reader, labels)
+    if not len(times):  # the topic without messages: a session without kinematics
+        return out
+    out.update(kin_time=times, angle=angle)
+    if velocity is not None:
+        out["velocity"] = velocity
+    store = typestore()
     if TOPIC_MUSCLES in conns:
         fields = {"activation": [], "force": [], "moment": []}
         for _, _, raw in reader.messages(connections=[conns[TOPIC_MUSCLES]]):

@@ -36,6 +36,7 @@ import torch
 
 from emg_msk_ros.io.recording import Recording
 from emg_msk_ros.learning.inference import model_input
+from emg_msk_ros.learning.joint_input import JointStateError, hold_at, measured_state
 from emg_msk_ros.physics.preset import Preset
 from emg_msk_ros.signal.calibration import Calibration, compute_calibration, rest_levels
 from emg_msk_ros.signal.conditioner import condition_recording
@@ -59,6 +60,9 @@ class Trial:
     angle: np.ndarray | None  # (n,) rad
     force: np.ndarray | None  # (n, M) N
     moment: np.ndarray | None  # (n,) N·m, net muscle moment
+    # (n, 2) the joint sensor's angle (rad) and velocity (rad/s) held at each step
+    # (:func:`.joint_input.hold_at`); only for the state-aided model
+    joint_state: np.ndarray | None = None
 
     def __len__(self) -> int:
         return self.time.shape[0]
@@ -220,12 +224,13 @@ def _check_finite(emg: Recording, labels: Recording, name: str) -> None:
 
 def make_trial(recording: Recording, preset: Preset, settings: ConditioningSettings,
                calibration: Calibration, name: str, require_angle: bool = True,
-               baseline: np.ndarray | None = None) -> Trial:
+               baseline: np.ndarray | None = None, joint_state: bool = False) -> Trial:
     """Condition a session and put its labels on the excitation's time base.
 
     Excitation samples outside the span of the session's kinematics are dropped. ``baseline``
     (C,) defaults to the calibration's rest levels, else the session's own
-    (:func:`session_baseline`).
+    (:func:`session_baseline`). ``joint_state``: also hold the joint sensor's newest reading at
+    each step (:mod:`.joint_input`), dropping the steps before its first reading.
     """
     if recording.joint_name not in (None, preset.joint.name):
         raise DataError(f"{name}: joint {recording.joint_name!r} differs from preset "
@@ -250,6 +255,18 @@ def make_trial(recording: Recording, preset: Preset, settings: ConditioningSetti
                               for i in force_columns], axis=1)
         if recording.moment is not None:
             moment = np.interp(time, kin_time, recording.moment.sum(axis=1))
+    state = None
+    if joint_state:
+        try:
+            stamps, measured, speed = measured_state(recording)
+        except JointStateError as exc:
+            raise DataError(f"{name}: {exc}") from exc
+        _refuse_non_finite(np.stack([measured, speed], axis=1), stamps,
+                           "the measured joint states are", name)
+        state, _ = hold_at(stamps, np.stack([measured, speed], axis=1), time)
+        keep = np.isfinite(state[:, 0])
+        excitation, time, state = excitation[keep], time[keep], state[keep]
+        angle, force, moment = (None if v is None else v[keep] for v in (angle, force, moment))
     if len(time) == 0:
         raise DataError(f"{name}: no EMG overlaps the session's kinematics")
     if baseline is None:
@@ -259,7 +276,7 @@ def make_trial(recording: Recording, preset: Preset, settings: ConditioningSetti
     activation = preset.activate(model_input(excitation, baseline), dt)
     return Trial(name=name, dt=dt, time=time, excitation=excitation,
                  baseline=np.asarray(baseline, dtype=np.float64), activation=activation,
-                 angle=angle, force=force, moment=moment)
+                 angle=angle, force=force, moment=moment, joint_state=state)
 
 
 def true_activation_trial(trial: Trial, recording: Recording, preset: Preset) -> Trial:
@@ -340,6 +357,11 @@ class Batch:
     activation: torch.Tensor  # (B, M, K)
     force: torch.Tensor | None  # (B, M, K) N
     moment: torch.Tensor | None  # (B, K) N·m
+
+    @property
+    def inputs(self) -> tuple[torch.Tensor, ...]:
+        """The model's positional inputs."""
+        return (self.x,)
 
 
 class WindowSet:

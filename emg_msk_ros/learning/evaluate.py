@@ -10,7 +10,10 @@ resting baseline removed from the excitation is the calibration's rest levels wh
 session's own (:func:`.dataset.session_baseline`). Every full window is estimated
 (:func:`.inference.estimate_offline`), and the estimates are compared with the session's truth
 (:func:`.metrics.score`): RMSE, NRMSE, R², Pearson r of the angle, of each muscle force and of
-the net moment (when the session has them), and the RMS physics residual. Plots of prediction
+the net moment (when the session has them), and the RMS physics residual. A state-aided model
+(which reads the session's measured joint states, ``/joint_states``) adds ``angle_ahead``: its
+angle RMSE at the horizon beside constant-velocity extrapolation's from the last measured state
+on the same samples (:func:`.metrics.score_ahead`). Plots of prediction
 against truth go to ``--plots`` (default ``./evaluation_<session name>/``) as PNG.
 """
 
@@ -28,23 +31,28 @@ import numpy as np
 from emg_msk_ros.learning.dataset import DataError, Trial, make_trial, session_calibration
 from emg_msk_ros.learning.export import ModelError
 from emg_msk_ros.learning.inference import Estimator, estimate_offline, load_model
-from emg_msk_ros.learning.metrics import score
+from emg_msk_ros.learning.metrics import score, score_ahead
 from emg_msk_ros.signal.calibration import Calibration
 from emg_msk_ros.signal.config import ConfigError
 
 
 def evaluate_trial(estimator: Estimator, trial: Trial) -> tuple[dict[str, np.ndarray], dict]:
     """(estimates, metrics) of the estimator over a whole trial."""
-    predictions = estimate_offline(estimator, trial.excitation, trial.baseline)
+    predictions = estimate_offline(estimator, trial.excitation, trial.baseline,
+                                   trial.joint_state)
     if len(predictions["index"]) < 4:
         raise DataError(f"{trial.name}: {len(trial)} samples at {1 / trial.dt:g} Hz are too few "
                         f"for a window of {estimator.window} steps")
+    if estimator.needs_joint_state:
+        return predictions, score_ahead([(predictions, trial)], estimator.preset,
+                                        estimator.ahead)
     return predictions, score([(predictions, trial)], estimator.preset)
 
 
 def plot(trial: Trial, predictions: dict[str, np.ndarray], muscle_names: list[str],
-         folder: Path) -> list[Path]:
-    """Write angle.png, forces.png and moment.png (prediction vs truth); return the paths."""
+         folder: Path, horizon_s: float = 0.0) -> list[Path]:
+    """Write angle.png, forces.png and moment.png (prediction vs truth); return the paths.
+    A state-aided model's ``angle_ahead`` is drawn ``horizon_s`` s after its estimate."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -65,6 +73,9 @@ def plot(trial: Trial, predictions: dict[str, np.ndarray], muscle_names: list[st
     fig, ax = plt.subplots(figsize=(10, 3.5))
     ax.plot(t, np.degrees(trial.angle[index]), "k", lw=1.2, label="truth")
     ax.plot(t, np.degrees(predictions["angle"]), "C3", lw=1.0, label="estimate")
+    if "angle_ahead" in predictions:  # a state-aided model's prediction, at the time it is for
+        ax.plot(t + horizon_s, np.degrees(predictions["angle_ahead"]), "C0", lw=1.0,
+                label=f"predicted {1000 * horizon_s:g} ms ahead")
     ax.set(xlabel="time (s)", ylabel="angle (deg)", title=f"{trial.name}: joint angle")
     ax.legend(loc="upper right")
     save(fig, "angle.png")
@@ -107,6 +118,13 @@ def format_table(metrics: dict[str, Any]) -> str:
                  + (f" (truth: {metrics['physics_residual_rms_truth']:.3g} N m)"
                     if "physics_residual_rms_truth" in metrics else ""))
     lines.append(f"estimates: {metrics['samples']}")
+    if "angle_ahead" in metrics:
+        ahead = metrics["angle_ahead"]
+        lines.append(f"angle {ahead['horizon_ms']:g} ms ahead: RMSE {ahead['rmse_deg']:.3g}° "
+                     f"(constant-velocity extrapolation from the last measured state: "
+                     f"{ahead['constant_velocity_rmse_deg']:.3g}°, ratio "
+                     f"{ahead['ratio_to_constant_velocity']:.2f}), R2 {ahead['r2']:.3f}, "
+                     f"{ahead['samples']} estimates")
     return "\n".join(lines)
 
 
@@ -151,7 +169,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             calibration = estimator.calibration
         trial = make_trial(recording, estimator.preset, estimator.conditioner_settings,
-                           calibration, str(args.data))
+                           calibration, str(args.data),
+                           joint_state=estimator.needs_joint_state)
         predictions, metrics = evaluate_trial(estimator, trial)
     except (ModelError, DataError, SessionError, ConfigError, FileNotFoundError) as exc:
         print(f"emg-msk evaluate: {exc}", file=sys.stderr)
@@ -160,7 +179,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"emg-msk evaluate: note: the session is sampled at {recording.sample_rate:g} Hz, "
               f"the model was trained at {estimator.sample_rate:g} Hz", file=sys.stderr)
     folder = Path(args.plots or f"evaluation_{Path(args.data).name}")
-    plots = plot(trial, predictions, estimator.muscle_names, folder)
+    plots = plot(trial, predictions, estimator.muscle_names, folder,
+                 getattr(estimator, "horizon_s", 0.0))
     if args.json:
         print(json.dumps(jsonable({"model": str(args.model), "session": str(args.data),
                                    "metrics": metrics, "plots": [str(p) for p in plots]}),

@@ -14,7 +14,8 @@ names and shapes).
 would add onnxscript to the dependencies, for a graph of a few convolutions), opset
 :data:`ONNX_OPSET`, and refuses a graph whose outputs differ from torch's.
 ``emg-msk export MODEL_DIR`` adds ``model.onnx`` to a folder written before serving moved to ONNX
-Runtime (or rewrites it).
+Runtime (or rewrites it), for either model kind (:func:`network_of` rebuilds the network that
+model.yaml's ``kind`` and ``architecture`` name).
 
 :func:`read_model_dir` refuses a directory whose files are missing, truncated, corrupt
 (checksum), of another schema version, or inconsistent with each other, with a
@@ -41,9 +42,12 @@ from torch import nn
 
 from emg_msk_ros import __version__
 from emg_msk_ros.learning.metadata import (
+    KIND_EMG,
+    KIND_STATE_AIDED,
     META_FILE,
     ONNX_FILE,
     SCHEMA,
+    STATE_CHANNELS,
     WEIGHTS_FILE,
     ModelError,
     ModelMeta,
@@ -54,11 +58,13 @@ from emg_msk_ros.learning.metadata import (
 from emg_msk_ros.learning.model import PICNN
 from emg_msk_ros.learning.runtime import SECTION, OnnxModel, TensorSpec
 from emg_msk_ros.learning.settings import ModelSettings
+from emg_msk_ros.learning.state_model import StateAidedPICNN
 from emg_msk_ros.physics.preset import Preset
 from emg_msk_ros.signal.config import ConfigError
 
-# ONNX opset of exported graphs: all the network needs (Conv, Relu, Softplus, Split), and run by
-# every ONNX Runtime release since 1.14, including the ARM builds small controllers use.
+# ONNX opset of exported graphs: all the networks need (Conv, Relu, Softplus, Split; the
+# state-aided one also Slice, Concat, Reshape and elementwise arithmetic), run by every ONNX
+# Runtime release since 1.14, including the ARM builds small controllers use.
 ONNX_OPSET = 17
 # ONNX Runtime and torch outputs agree within this fraction of each output's largest magnitude
 # (at least 1): float32 rounding differs between their kernels, by about 1e-7 per operation.
@@ -100,7 +106,8 @@ def preset_document(preset: Preset) -> dict[str, Any]:
 
 
 class _NamedOutputs(nn.Module):
-    """``model`` with ``forward``'s (B, rows, K) result split into one tensor per named block."""
+    """``model`` with one result tensor per named output: ``forward``'s tuple as it is, or its
+    single (B, rows, ...) tensor split along axis 1 into each output's rows."""
 
     def __init__(self, model: nn.Module, rows: list[int]) -> None:
         super().__init__()
@@ -108,7 +115,10 @@ class _NamedOutputs(nn.Module):
         self.rows = rows
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return torch.split(self.model(*inputs), self.rows, dim=1)
+        result = self.model(*inputs)
+        if isinstance(result, torch.Tensor):
+            return torch.split(result, self.rows, dim=1)
+        return tuple(result)
 
 
 @dataclass(frozen=True)
@@ -137,21 +147,19 @@ def export_onnx(model: nn.Module) -> OnnxExport:
     outputs as ``model.onnx_io()`` names them, a batch axis of any size; :class:`ModelError` if
     ONNX Runtime's outputs differ from torch's on random inputs."""
     model = model.eval()
-    inputs, rows = model.onnx_io()
+    inputs, outputs = model.onnx_io()
     example = tuple(torch.zeros(1, *shape) for shape in inputs.values())
-    with torch.no_grad():
-        steps = model(*example).shape[-1]
-    wrapped = _NamedOutputs(model, list(rows.values()))
-    names = [*inputs, *rows]
+    wrapped = _NamedOutputs(model, [shape[0] for shape in outputs.values()])
+    names = [*inputs, *outputs]
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # torch deprecates the exporter chosen here, and its parts
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(wrapped, example, buffer, dynamo=False, opset_version=ONNX_OPSET,
-                          input_names=list(inputs), output_names=list(rows),
+                          input_names=list(inputs), output_names=list(outputs),
                           dynamic_axes={name: {0: "batch"} for name in names})
     exported = OnnxExport(buffer.getvalue(),
                           tuple(TensorSpec(name, shape) for name, shape in inputs.items()),
-                          tuple(TensorSpec(name, (n, steps)) for name, n in rows.items()))
+                          tuple(TensorSpec(name, shape) for name, shape in outputs.items()))
     _check_against_torch(wrapped, exported)
     return exported
 
@@ -178,7 +186,7 @@ def _write_meta(path: Path, document: Mapping[str, Any]) -> None:
                                   encoding="utf-8")
 
 
-def save_model_dir(path: str | Path, model: PICNN, meta: Mapping[str, Any],
+def save_model_dir(path: str | Path, model: nn.Module, meta: Mapping[str, Any],
                    exported: OnnxExport | None = None) -> Path:
     """Write ``model.pt`` (TorchScript of ``model``), ``model.onnx`` (``exported``, default
     :func:`export_onnx` of ``model``) and ``model.yaml`` (``meta`` + both files' sections).
@@ -232,26 +240,50 @@ def read_model_dir(path: str | Path) -> ModelDir:
     module = _load_weights(path, meta)
     n_channels, n_muscles = len(meta["channel_names"]), len(meta["muscles"])
     window, horizon = meta["window"], meta["horizon"]
+    inputs = [torch.zeros(1, n_channels, window)]
+    expected = [(1, 1 + n_muscles, horizon)]
+    if meta.get("kind", KIND_EMG) == KIND_STATE_AIDED:
+        offsets = meta["ahead"]["steps"] + 1
+        inputs.append(torch.zeros(1, STATE_CHANNELS, window))
+        expected = [(1, offsets, horizon), (1, n_muscles, offsets, horizon)]
+    shapes = " and ".join(str(tuple(x.shape)) for x in inputs)
     try:
         with torch.inference_mode():
-            out = module(torch.zeros(1, n_channels, window))
+            out = module(*inputs)
     except Exception as exc:  # noqa: BLE001 - the module does not accept the declared input
-        raise ModelError(f"{path / WEIGHTS_FILE}: fails on a (1, {n_channels}, {window}) "
-                         f"input declared by model.yaml ({exc})") from exc
-    if tuple(out.shape) != (1, 1 + n_muscles, horizon):
-        raise ModelError(f"{path / WEIGHTS_FILE}: outputs shape {tuple(out.shape)}, model.yaml "
-                         f"declares (1, {1 + n_muscles}, {horizon})")
+        raise ModelError(f"{path / WEIGHTS_FILE}: fails on {shapes} input declared by "
+                         f"model.yaml ({exc})") from exc
+    got = [tuple(o.shape) for o in (out if isinstance(out, tuple) else [out])]
+    if got != expected:
+        raise ModelError(f"{path / WEIGHTS_FILE}: outputs shape(s) {got}, model.yaml "
+                         f"declares {expected}")
     return ModelDir(**vars(found), module=module)
 
 
-def network_of(found: ModelDir) -> PICNN:
-    """The eager network of a model folder: the architecture in model.yaml with the weights of
-    model.pt (loaded strictly: weights of another layout are refused)."""
-    meta, arch = found.meta, found.meta["architecture"]
+def _architecture(meta: Mapping[str, Any]) -> nn.Module:
+    """An untrained network of the model kind and architecture model.yaml describes; its
+    ``architecture.type`` must name that kind's class."""
+    arch = meta["architecture"]
+    settings = ModelSettings(hidden=arch["hidden"], kernel=arch["kernel"],
+                             levels=arch["levels"], horizon=meta["horizon"])
+    n_channels, n_muscles = len(meta["channel_names"]), len(meta["muscles"])
+    if meta.get("kind", KIND_EMG) == KIND_STATE_AIDED:
+        model = StateAidedPICNN(n_channels, n_muscles, settings, meta["ahead"]["steps"],
+                                1.0 / meta["model_rate"])
+    else:
+        model = PICNN(n_channels, n_muscles, settings)
+    name = f"{type(model).__module__}.{type(model).__name__}"
+    if name not in str(arch.get("type", "")):
+        raise KeyError(f"architecture.type {arch.get('type')!r} does not name {name}, the "
+                       f"network of kind {meta.get('kind', KIND_EMG)!r}")
+    return model
+
+
+def network_of(found: ModelDir) -> nn.Module:
+    """The eager network of a model folder: the kind and architecture in model.yaml with the
+    weights of model.pt (loaded strictly: weights of another layout are refused)."""
     try:
-        model = PICNN(len(meta["channel_names"]), len(meta["muscles"]), ModelSettings(
-            hidden=arch["hidden"], kernel=arch["kernel"], levels=arch["levels"],
-            horizon=meta["horizon"]))
+        model = _architecture(found.meta)
         model.load_state_dict(found.module.state_dict())
     except (ConfigError, KeyError, RuntimeError) as exc:
         raise ModelError(f"{found.path / WEIGHTS_FILE}: does not match the architecture in "

@@ -5,7 +5,9 @@
 estimate, in ONNX Runtime, on the whole window, live (:meth:`Estimator.predict`) and offline
 (:func:`estimate_offline`, in batches of windows); both finish the network's outputs with the
 same code (:meth:`Estimator.finish`), so the live graph and an offline run give the same numbers
-(to float32 rounding). Nothing here imports torch.
+(to float32 rounding). Nothing here imports torch. A state-aided model (model.yaml ``kind``,
+:mod:`.state_inference`) comes back as a :class:`~.state_inference.StateAidedEstimator`, which
+also feeds the measured joint state and reads the joint ahead, through the same session.
 
 Inputs are the conditioner's excitations; the estimator removes the session's resting level
 (:attr:`Estimator.baseline`, see :mod:`.dataset`) before the network (:func:`model_input`).
@@ -31,7 +33,15 @@ from typing import Any
 
 import numpy as np
 
-from emg_msk_ros.learning.metadata import META_FILE, Fields, ModelError, ModelMeta, read_model_meta
+from emg_msk_ros.learning.metadata import (
+    KIND_EMG,
+    KIND_STATE_AIDED,
+    META_FILE,
+    Fields,
+    ModelError,
+    ModelMeta,
+    read_model_meta,
+)
 from emg_msk_ros.learning.runtime import SECTION, OnnxModel, TensorSpec, load_onnx
 from emg_msk_ros.physics import muscle as hill
 from emg_msk_ros.physics.curves import CurveParams
@@ -108,6 +118,9 @@ class Estimator:
     """A loaded model: metadata, the conditioner settings it expects, and the network
     (:class:`.runtime.OnnxModel`, checked to take this model's window and give its outputs)."""
 
+    # True for a model that also reads the exoskeleton's joint state (.state_inference)
+    needs_joint_state = False
+
     def __init__(self, model: ModelMeta, network: OnnxModel) -> None:
         meta = model.meta
         self.meta: dict[str, Any] = meta
@@ -129,17 +142,21 @@ class Estimator:
         self._check_network(network)
         self.network = network
 
+    def graph_io(self) -> dict[str, tuple[TensorSpec, ...]]:
+        """The graph's ``inputs`` and ``outputs`` this model needs: ``excitation`` (C, W) in,
+        ``angle`` (1, K) and ``force`` (M, K) out."""
+        return {"inputs": (TensorSpec("excitation", (len(self.channel_names), self.window)),),
+                "outputs": (TensorSpec("angle", (1, self.horizon)),
+                            TensorSpec("force", (len(self.muscle_names), self.horizon)))}
+
     def _check_network(self, network: OnnxModel) -> None:
-        """Refuse a graph that does not take this model's window or give its outputs."""
+        """Refuse a graph that does not take this model's inputs or give its outputs."""
         check = Fields(f"{self.path / META_FILE}")
-        wanted = {"inputs": (TensorSpec("excitation", (len(self.channel_names), self.window)),),
-                  "outputs": (TensorSpec("angle", (1, self.horizon)),
-                              TensorSpec("force", (len(self.muscle_names), self.horizon)))}
-        for field, specs in wanted.items():
+        for field, specs in self.graph_io().items():
             if getattr(network, field) != specs:
                 check.fail(f"{SECTION}.{field}", f"{network.where} has "
                            f"{[s.to_mapping() for s in getattr(network, field)]}, this model's "
-                           f"channels, muscles, window and horizon need "
+                           f"kind, channels, muscles, window and horizon need "
                            f"{[s.to_mapping() for s in specs]}")
 
     @property
@@ -166,10 +183,11 @@ class Estimator:
                 f"model {self.path} expects EMG channels {self.channel_names} (in this order), "
                 f"got {list(names)}")
 
-    def run(self, windows: np.ndarray) -> dict[str, np.ndarray]:
-        """The network's outputs, ``angle`` (N, 1, K) rad and ``force`` (N, M, K) N, for
-        windows (N, C, W) of network input (float32)."""
-        return self.network.run({"excitation": windows})
+    def run(self, windows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The network's outputs by name (:meth:`graph_io`; EMG-only: ``angle`` (N, 1, K) rad,
+        ``force`` (N, M, K) N) for windows of network input by name (float32; EMG-only:
+        ``excitation`` (N, C, W))."""
+        return self.network.run(windows)
 
     def finish(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Estimates for the newest step of each window from the network's outputs."""
@@ -181,7 +199,7 @@ class Estimator:
         if window.shape != self._window_shape:
             raise ValueError(f"window must have shape {self._window_shape}, got {window.shape}")
         x = model_input(np.asarray(window, dtype=np.float32), self._baseline)
-        est = self.finish(self.run(np.ascontiguousarray(x.T[None])))
+        est = self.finish(self.run({"excitation": np.ascontiguousarray(x.T[None])}))
         return Estimate(angle=float(est["angle"][0]), velocity=float(est["velocity"][0]),
                         activation=est["activation"][0], force=est["force"][0],
                         moment=est["moment"][0], net_moment=float(est["net_moment"][0]))
@@ -189,13 +207,48 @@ class Estimator:
 
 def load_model(model_dir: str | Path, threads: int = 1) -> Estimator:
     """Load a model folder written by ``emg-msk train``, its network in ONNX Runtime with
-    ``threads`` CPU threads; :class:`ModelError` if unusable."""
+    ``threads`` CPU threads; :class:`ModelError` if unusable. A state-aided model (model.yaml
+    ``kind``) comes back as its :class:`~.state_inference.StateAidedEstimator`."""
     found = read_model_meta(model_dir)
-    return Estimator(found, load_onnx(found.path, found.meta, threads))
+    return estimator_for(found, load_onnx(found.path, found.meta, threads))
+
+
+def estimator_for(model: ModelMeta, network: OnnxModel) -> Estimator:
+    """The estimator of the model's kind around its metadata and network."""
+    if model.meta.get("kind", KIND_EMG) == KIND_STATE_AIDED:
+        from emg_msk_ros.learning.state_inference import StateAidedEstimator
+
+        return StateAidedEstimator(model, network)
+    return Estimator(model, network)
+
+
+def refuse_without_joint_state(estimator: Estimator, where: str) -> None:
+    """ModelError when a model that needs the joint states is used where there are none."""
+    if estimator.needs_joint_state:
+        raise ModelError(f"model {estimator.path} is state-aided: it needs the exoskeleton's "
+                         f"joint states (angle, velocity) beside the EMG, and {where} has none")
+
+
+def run_windows(estimator: Estimator, series: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The network's outputs by name for every full window of each named input series
+    (n, rows) (float32, one row per step, the same n for all), in batches; N = n - W + 1
+    windows, none for n < W."""
+    w = estimator.window
+    n_out = len(next(iter(series.values()))) - w + 1
+    if n_out <= 0:
+        return {spec.name: np.zeros((0, *spec.shape), np.float32)
+                for spec in estimator.network.outputs}
+    windows = {name: np.lib.stride_tricks.sliding_window_view(values, w, axis=0)  # (N, rows, W)
+               for name, values in series.items()}
+    batches = [estimator.run({name: np.ascontiguousarray(v[i:i + _OFFLINE_BATCH])
+                              for name, v in windows.items()})
+               for i in range(0, n_out, _OFFLINE_BATCH)]
+    return {name: np.concatenate([b[name] for b in batches]) for name in batches[0]}
 
 
 def estimate_offline(estimator: Estimator, envelope: np.ndarray,
-                     baseline: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                     baseline: np.ndarray | None = None,
+                     joint_state: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Estimates for every step of an excitation array (n, C) at the model rate.
 
     ``baseline`` (C,) is the resting excitation removed from the input (default: the
@@ -205,22 +258,19 @@ def estimate_offline(estimator: Estimator, envelope: np.ndarray,
     first estimate is for sample index W - 1 (the first full window); ``index`` holds these
     sample indices. Fewer than W samples give empty arrays. Keys: ``index``, ``angle`` (rad),
     ``velocity`` (rad/s), ``activation``, ``force`` (N, (N, M)), ``moment`` (N·m, (N, M)),
-    ``net_moment`` (N·m).
+    ``net_moment`` (N·m). A state-aided model needs ``joint_state`` (n, 2) (angle rad, velocity
+    rad/s held at each step, :mod:`.joint_input`) and adds its predictions ahead
+    (:meth:`.state_inference.StateAidedEstimator.offline`).
     """
+    if estimator.needs_joint_state:
+        if joint_state is None:
+            refuse_without_joint_state(estimator, "this offline run")
+        return estimator.offline(envelope, baseline, joint_state)
     envelope = np.asarray(envelope, dtype=np.float32)
     if envelope.ndim != 2 or envelope.shape[1] != len(estimator.channel_names):
         raise ValueError(f"envelope must be (n, {len(estimator.channel_names)}), got "
                          f"{envelope.shape}")
     base = estimator.baseline if baseline is None else np.asarray(baseline, dtype=np.float32)
-    envelope = model_input(envelope, base)
-    w = estimator.window
-    n_out = max(0, envelope.shape[0] - w + 1)
-    if n_out == 0:
-        empty = {spec.name: np.zeros((0, *spec.shape), np.float32)
-                 for spec in estimator.network.outputs}
-        return {"index": np.zeros(0, dtype=np.int64), **estimator.finish(empty)}
-    windows = np.lib.stride_tricks.sliding_window_view(envelope, w, axis=0)  # (N, C, W)
-    batches = [estimator.run(np.ascontiguousarray(windows[i:i + _OFFLINE_BATCH]))
-               for i in range(0, n_out, _OFFLINE_BATCH)]
-    outputs = {name: np.concatenate([b[name] for b in batches]) for name in batches[0]}
-    return {"index": np.arange(w - 1, envelope.shape[0]), **estimator.finish(outputs)}
+    outputs = run_windows(estimator, {"excitation": model_input(envelope, base)})
+    index = np.arange(estimator.window - 1, len(envelope), dtype=np.int64)
+    return {"index": index, **estimator.finish(outputs)}

@@ -131,6 +131,20 @@ class PhysicsTerms(nn.Module):
         return forces.transpose(1, 2)
 
 
+def loss_weights(settings: LossSettings, physics: bool, forces_labelled: bool
+                 ) -> dict[str, float]:
+    """Weight of each loss term: the force term only with force labels, the physics and Hill
+    terms only with ``physics``, Hill at the weight of the sessions' mode."""
+    return {
+        "angle": settings.angle_weight,
+        "force": settings.force_weight if forces_labelled else 0.0,
+        "moment": settings.moment_weight,
+        "physics": settings.physics_weight if physics else 0.0,
+        "hill": (settings.hill_weight if forces_labelled
+                 else settings.hill_weight_unlabelled) if physics else 0.0,
+    }
+
+
 class PILoss(nn.Module):
     """Weighted, normalised sum of the data and physics terms (module docstring).
 
@@ -142,14 +156,7 @@ class PILoss(nn.Module):
         super().__init__()
         self.terms = terms
         self.physics = physics
-        self.weights = {
-            "angle": settings.angle_weight,
-            "force": settings.force_weight if forces_labelled else 0.0,
-            "moment": settings.moment_weight,
-            "physics": settings.physics_weight if physics else 0.0,
-            "hill": (settings.hill_weight if forces_labelled
-                     else settings.hill_weight_unlabelled) if physics else 0.0,
-        }
+        self.weights = loss_weights(settings, physics, forces_labelled)
         self.register_buffer("angle_scale", torch.tensor(scales.angle, dtype=torch.float32))
         self.register_buffer("force_scale", torch.as_tensor(
             np.asarray(scales.force).reshape(-1, 1), dtype=torch.float32))

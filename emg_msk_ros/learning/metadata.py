@@ -24,6 +24,22 @@ SCHEMA = "emg_msk_ros/model/1"
 WEIGHTS_FILE = "model.pt"
 ONNX_FILE = "model.onnx"
 META_FILE = "model.yaml"
+# model.yaml ``kind``: the EMG-only PI-CNN (also when the field is absent, as in models written
+# before the state-aided kind) and the state-aided PI-CNN (EMG plus measured joint state in,
+# joint predicted ``ahead``; fields ``ahead`` and ``joint_state_input``)
+KIND_EMG = "emg"
+KIND_STATE_AIDED = "state_aided"
+JOINT_STATE_ROWS = ["angle", "velocity"]
+STATE_CHANNELS = len(JOINT_STATE_ROWS)  # rows of the state-aided model's joint_state input
+
+
+def ahead_steps(horizon_ms: float, model_rate: float) -> int:
+    """Model steps of a prediction horizon (ms); ValueError unless it is a whole number >= 0."""
+    steps = horizon_ms * model_rate / 1000.0
+    if not horizon_ms >= 0 or abs(steps - round(steps)) > 1e-6:
+        raise ValueError(f"the horizon must be a whole number >= 0 of model steps "
+                         f"({1000.0 / model_rate:g} ms at {model_rate:g} Hz), got {horizon_ms} ms")
+    return round(steps)
 
 
 class ModelError(ValueError):
@@ -195,6 +211,24 @@ def read_model_meta(path: str | Path) -> ModelMeta:
     baseline = check.numbers(norm, "excitation_baseline", "normalisation", len(channels))
     if not all(0.0 <= b < 1.0 for b in baseline):
         check.fail("normalisation.excitation_baseline", f"must be in [0, 1), got {baseline}")
+    kind = meta.get("kind", KIND_EMG)
+    if kind not in (KIND_EMG, KIND_STATE_AIDED):
+        check.fail("kind", f"must be {KIND_EMG} or {KIND_STATE_AIDED}, got {kind!r}")
+    if kind == KIND_STATE_AIDED:
+        ahead = check.get(meta, "ahead", dict)
+        steps = check.get(ahead, "steps", int, "ahead")
+        horizon_ms = check.get(ahead, "horizon_ms", float, "ahead")
+        try:
+            expected = ahead_steps(horizon_ms, model_rate)
+        except ValueError as exc:
+            check.fail("ahead.horizon_ms", str(exc))
+        if steps != expected:
+            check.fail("ahead.steps", f"{steps} differs from horizon_ms {horizon_ms} at "
+                       f"{model_rate:g} Hz ({expected} steps)")
+        rows = check.get(check.get(meta, "joint_state_input", dict), "rows", list,
+                         "joint_state_input")
+        if rows != JOINT_STATE_ROWS:
+            check.fail("joint_state_input.rows", f"must be {JOINT_STATE_ROWS}, got {rows!r}")
     learned = check.get(check.get(meta, "physics", dict), "learned", dict, "physics")
     for name in learned:
         check.numbers(learned, name, "physics.learned", len(muscles))

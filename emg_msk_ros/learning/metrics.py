@@ -115,3 +115,37 @@ def score(pairs: Sequence[tuple[dict[str, np.ndarray], Trial]], preset: Preset) 
                                       np.concatenate(truth["moment"]))
     result["physics_residual_rms"] = rms(np.concatenate(residual))
     return result
+
+
+def score_ahead(pairs: Sequence[tuple[dict[str, np.ndarray], Trial]], preset: Preset,
+                ahead: int) -> dict:
+    """:func:`score` of a state-aided model's estimates now, plus ``angle_ahead``: its angle
+    ``ahead`` steps later against the truth there, beside constant-velocity extrapolation from
+    the last measured state (theta_m + omega_m·H·dt, the same samples), in rad and degrees.
+    Estimates whose horizon falls past the trial's end are not scored ahead."""
+    result = score(pairs, preset)
+    predicted, extrapolated, truth = [], [], []
+    for predictions, trial in pairs:
+        if trial.joint_state is None:
+            raise ValueError(f"{trial.name}: the trial has no measured joint state")
+        index = np.asarray(predictions["index"])
+        inside = index + ahead < len(trial)
+        index = index[inside]
+        predicted.append(np.asarray(predictions["angle_ahead"])[inside])
+        state = trial.joint_state[index]
+        extrapolated.append(state[:, 0] + state[:, 1] * ahead * trial.dt)
+        truth.append(trial.angle[index + ahead])
+    truth_all = np.concatenate(truth)
+    if len(truth_all) < 4:
+        raise ValueError(f"{len(truth_all)} estimates are too few to score ahead")
+    ahead_metrics = regression(np.concatenate(predicted), truth_all)
+    constant = regression(np.concatenate(extrapolated), truth_all)
+    ahead_metrics.update(
+        horizon_ms=1000.0 * ahead * pairs[0][1].dt, samples=int(len(truth_all)),
+        rmse_deg=math.degrees(ahead_metrics["rmse"]),
+        constant_velocity_rmse_deg=math.degrees(constant["rmse"]),
+        constant_velocity_r2=constant["r2"],
+        ratio_to_constant_velocity=(ahead_metrics["rmse"] / constant["rmse"]
+                                    if constant["rmse"] > 0 else math.nan))
+    result["angle_ahead"] = ahead_metrics
+    return result

@@ -26,6 +26,18 @@ from torch.nn import functional
 from emg_msk_ros.learning.settings import ModelSettings, window_length
 
 
+def dilated_body(channels: int, settings: ModelSettings) -> nn.Sequential:
+    """The unpadded causal convolutions: ``settings.levels`` of them, dilations 1, 2, 4, ...,
+    ``settings.hidden`` features each, ReLU after each; ``channels`` inputs."""
+    layers: list[nn.Module] = []
+    width = channels
+    for level in range(settings.levels):
+        layers += [nn.Conv1d(width, settings.hidden, settings.kernel, dilation=2**level),
+                   nn.ReLU()]
+        width = settings.hidden
+    return nn.Sequential(*layers)
+
+
 class PICNN(nn.Module):
     """Causal dilated CNN with angle and force heads; see the module docstring."""
 
@@ -35,13 +47,8 @@ class PICNN(nn.Module):
         super().__init__()
         if n_channels < 1 or n_muscles < 1:
             raise ValueError(f"need >= 1 channel and muscle, got {n_channels}, {n_muscles}")
-        layers: list[nn.Module] = []
-        width = n_channels
-        for level in range(settings.levels):
-            layers += [nn.Conv1d(width, settings.hidden, settings.kernel, dilation=2**level),
-                       nn.ReLU()]
-            width = settings.hidden
-        self.body = nn.Sequential(*layers)
+        self.body = dilated_body(n_channels, settings)
+        width = settings.hidden
         self.head = nn.Conv1d(width, 1 + n_muscles, 1)
         self.n_channels = n_channels
         self.n_muscles = n_muscles
@@ -63,11 +70,12 @@ class PICNN(nn.Module):
         force = self.force_scale * functional.softplus(z[:, 1:])
         return torch.cat([angle, force], dim=1)
 
-    def onnx_io(self) -> tuple[dict[str, tuple[int, int]], dict[str, int]]:
+    def onnx_io(self) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
         """The exported graph's inputs, name -> (channels, steps), in ``forward``'s argument
-        order, and outputs, name -> rows of ``forward``'s (B, rows, K) result, in row order."""
+        order, and outputs, name -> (rows, K), the blocks of ``forward``'s (B, 1 + M, K) result
+        in row order."""
         return ({"excitation": (self.n_channels, self.window)},
-                {"angle": 1, "force": self.n_muscles})
+                {"angle": (1, self.horizon), "force": (self.n_muscles, self.horizon)})
 
 
 def parameter_count(module: nn.Module) -> int:

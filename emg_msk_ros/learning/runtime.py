@@ -4,12 +4,13 @@ the CPU. Needs no torch (training does; the nodes do not import it).
 The contract between a model kind and serving; every kind goes through it, and serving holds no
 forward code of any kind:
 
-1. The torch module says what its graph looks like: ``module.onnx_io()`` returns its inputs,
-   name -> (channels, steps), in ``forward``'s argument order, and its outputs, name -> rows of
-   ``forward``'s (B, rows, K) result, in row order.
+1. The torch module says what its graph looks like: ``module.onnx_io()`` returns its inputs
+   and its outputs, name -> shape without the batch axis, inputs in ``forward``'s argument
+   order. ``forward`` returns either one tensor per output, in that order, or a single
+   (B, rows, ...) tensor whose axis 1 stacks the outputs' rows in that order.
 2. :func:`emg_msk_ros.learning.export.export_onnx` (``emg-msk train`` and ``emg-msk export``)
-   writes one graph with exactly these inputs and one output per name (``forward``'s result
-   split by rows), all float32 with a leading batch axis of any size, and checks it against
+   writes one graph with exactly these inputs and one output per name (a single result split
+   by rows), all float32 with a leading batch axis of any size, and checks it against
    torch. model.yaml's ``onnx`` section records the file, its size and sha256, the opset, the
    exporter and ``inputs`` / ``outputs``: lists of ``{name, shape}`` (shape without the batch
    axis), in graph order.
@@ -18,10 +19,11 @@ forward code of any kind:
    inputs by name and returns the outputs by name.
 4. What the names mean belongs to the consumer: the EMG estimator
    (:class:`emg_msk_ros.learning.inference.Estimator`) feeds ``excitation`` (C, W) and reads
-   ``angle`` (1, K, rad) and ``force`` (M, K, N). A kind with more inputs (e.g. the measured
-   joint angle and velocity) or more outputs (e.g. the joint a horizon ahead) adds names to its
-   ``onnx_io()`` and a consumer that reads them; export, model.yaml and this module stay as
-   they are.
+   ``angle`` (1, K, rad) and ``force`` (M, K, N); the state-aided one
+   (:class:`emg_msk_ros.learning.state_inference.StateAidedEstimator`) also feeds
+   ``joint_state`` (2, W: angle rad, velocity rad/s) and reads ``angle`` (H + 1, K, rad) and
+   ``force`` (M, H + 1, K, N), the joint and forces 0..H steps ahead. Each estimator's
+   ``graph_io()`` states what it needs and a graph that differs is refused.
 
 Session options, set on purpose: the CPU execution provider only; ``threads`` intra-op threads
 (default 1: at this network size the per-operator overhead, not arithmetic, sets the time, and a

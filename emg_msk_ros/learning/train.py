@@ -41,11 +41,18 @@ from emg_msk_ros.learning.export import (
     preset_document,
     save_model_dir,
 )
-from emg_msk_ros.learning.inference import Estimator, estimate_offline
-from emg_msk_ros.learning.metadata import ModelMeta
-from emg_msk_ros.learning.metrics import score
+from emg_msk_ros.learning.inference import Estimator, estimate_offline, estimator_for
+from emg_msk_ros.learning.metadata import (
+    JOINT_STATE_ROWS,
+    KIND_EMG,
+    KIND_STATE_AIDED,
+    ModelMeta,
+    ahead_steps,
+)
+from emg_msk_ros.learning.metrics import score, score_ahead
 from emg_msk_ros.learning.model import parameter_count
 from emg_msk_ros.learning.runtime import SECTION
+from emg_msk_ros.learning.state_data import StateWindowSet
 from emg_msk_ros.learning.settings import (
     TrainingSettings,
     load_training_settings,
@@ -55,6 +62,9 @@ from emg_msk_ros.learning.training import TrainResult, train_model
 from emg_msk_ros.physics.preset import Preset, PresetError, load_preset
 from emg_msk_ros.signal.calibration import Calibration
 from emg_msk_ros.signal.config import ConditioningSettings, ConfigError, load_settings
+
+
+DEFAULT_HORIZON_MS = 100.0  # the state-aided model's prediction horizon
 
 
 @dataclass
@@ -102,7 +112,8 @@ def predict_segments(estimator: Estimator, trial: ds.Trial,
     """Offline estimates for every full window inside the segments; ``index`` into ``trial``."""
     parts = []
     for start, stop in segments:
-        est = estimate_offline(estimator, trial.excitation[start:stop], trial.baseline)
+        state = None if trial.joint_state is None else trial.joint_state[start:stop]
+        est = estimate_offline(estimator, trial.excitation[start:stop], trial.baseline, state)
         est["index"] = est["index"] + start
         parts.append(est)
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
@@ -111,8 +122,11 @@ def predict_segments(estimator: Estimator, trial: ds.Trial,
 def validation_metrics(estimator: Estimator, trials: Sequence[ds.Trial],
                        segments: Sequence[Sequence[ds.Segment]]) -> dict[str, Any]:
     """Metrics of the estimator over the validation segments of all trials, pooled."""
-    return score([(predict_segments(estimator, trial, segs), trial)
-                  for trial, segs in zip(trials, segments) if segs], estimator.preset)
+    pairs = [(predict_segments(estimator, trial, segs), trial)
+             for trial, segs in zip(trials, segments) if segs]
+    if estimator.needs_joint_state:
+        return score_ahead(pairs, estimator.preset, estimator.ahead)
+    return score(pairs, estimator.preset)
 
 
 def in_memory_estimator(exported: OnnxExport, meta: dict[str, Any], preset: Preset,
@@ -121,9 +135,9 @@ def in_memory_estimator(exported: OnnxExport, meta: dict[str, Any], preset: Pres
     """An :class:`Estimator` of a model that is not saved yet: its exported graph in ONNX
     Runtime, as a saved one runs."""
     path = Path("<in memory>")
-    return Estimator(ModelMeta(path=path, meta={**meta, SECTION: exported.section()},
-                               preset=preset, conditioning=conditioning,
-                               calibration=calibration), exported.session(str(path)))
+    return estimator_for(ModelMeta(path=path, meta={**meta, SECTION: exported.section()},
+                                   preset=preset, conditioning=conditioning,
+                                   calibration=calibration), exported.session(str(path)))
 
 
 def train_on_recordings(recordings: Sequence[Recording], names: Sequence[str], preset: Preset,
@@ -131,15 +145,24 @@ def train_on_recordings(recordings: Sequence[Recording], names: Sequence[str], p
                         physics: bool = True, calibration: Calibration | None = None,
                         val_recordings: Sequence[Recording] = (),
                         val_names: Sequence[str] = (), progress: bool = False,
-                        command: str = "", true_activation: bool = False) -> TrainedModel:
+                        command: str = "", true_activation: bool = False,
+                        horizon_ms: float | None = None) -> TrainedModel:
     """Condition the sessions, train, and describe the model (model.yaml content).
 
     ``physics=False`` trains the data-only baseline (same network, data terms only).
+    ``horizon_ms`` trains the state-aided model (:mod:`.state_model`): EMG plus the sessions'
+    measured joint states in, the joint predicted that far ahead (None: the EMG-only model).
     ``true_activation`` trains on simulated sessions' true activations instead of their EMG
     (:func:`.dataset.true_activation_trial`; a diagnostic, never a model to deploy).
     """
     if not recordings:
         raise ds.DataError("no training sessions given")
+    ahead = None
+    if horizon_ms is not None:
+        try:
+            ahead = ahead_steps(horizon_ms, conditioning.output_rate_hz)
+        except ValueError as exc:
+            raise ds.DataError(f"--horizon-ms: {exc}") from exc
     rates = {rec.sample_rate for rec in recordings}
     if len(rates) != 1:
         raise ds.DataError(f"training sessions have different sample rates {sorted(rates)} Hz; "
@@ -152,7 +175,8 @@ def train_on_recordings(recordings: Sequence[Recording], names: Sequence[str], p
     def trial(rec: Recording, name: str) -> ds.Trial:
         cal = calibration or ds.session_calibration(rec, preset, conditioning, name)
         calibrations.append(cal)
-        made = ds.make_trial(rec, preset, conditioning, cal, name)
+        made = ds.make_trial(rec, preset, conditioning, cal, name,
+                             joint_state=ahead is not None)
         return ds.true_activation_trial(made, rec, preset) if true_activation else made
 
     trials = [trial(rec, name) for rec, name in zip(recordings, names)]
@@ -160,9 +184,14 @@ def train_on_recordings(recordings: Sequence[Recording], names: Sequence[str], p
     stored = calibrations[0]
     window = window_length(settings.model)
     train_segments, val_trials, val_segments = _segments(trials, val_trials, settings)
-    train_set = ds.WindowSet(trials, train_segments, window, settings.model.horizon,
-                             settings.data.stride)
-    val_set = ds.WindowSet(val_trials, val_segments, window, settings.model.horizon)
+    if ahead is None:
+        train_set = ds.WindowSet(trials, train_segments, window, settings.model.horizon,
+                                 settings.data.stride)
+        val_set = ds.WindowSet(val_trials, val_segments, window, settings.model.horizon)
+    else:
+        train_set = StateWindowSet(trials, train_segments, window, settings.model.horizon,
+                                   ahead, settings.data.stride)
+        val_set = StateWindowSet(val_trials, val_segments, window, settings.model.horizon, ahead)
     bar = tqdm(total=settings.optim.max_epochs, desc="train", unit="epoch",
                disable=not progress, file=sys.stderr)
 
@@ -177,6 +206,7 @@ def train_on_recordings(recordings: Sequence[Recording], names: Sequence[str], p
     finally:
         bar.close()
     meta = {
+        "kind": KIND_EMG if ahead is None else KIND_STATE_AIDED,
         "channel_names": list(preset.channel_names),
         "sample_rate": float(recordings[0].sample_rate),
         "model_rate": float(conditioning.output_rate_hz),
@@ -217,6 +247,13 @@ def train_on_recordings(recordings: Sequence[Recording], names: Sequence[str], p
             "settings": settings.to_mapping(),
         },
     }
+    if ahead is not None:
+        meta["architecture"]["type"] = ("causal dilated 1-D CNN over excitation and joint state "
+                                        "(emg_msk_ros.learning.state_model.StateAidedPICNN)")
+        meta["ahead"] = {"steps": ahead, "horizon_ms": float(horizon_ms)}
+        meta["joint_state_input"] = {
+            "rows": JOINT_STATE_ROWS, "units": ["rad", "rad/s"],
+            "alignment": "newest reading at or before each step's stamp"}
     exported = export_onnx(result.model)
     estimator = in_memory_estimator(exported, meta, preset, conditioning, stored)
     meta["metrics"] = {"validation": validation_metrics(estimator, val_trials, val_segments)}
@@ -244,6 +281,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
                          help="data-only CNN (the baseline): no physics terms")
     parser.add_argument("--hill-weight", type=float, help="weight of the Hill-consistency term "
                         "(overrides the settings for the sessions' mode)")
+    parser.add_argument("--inputs", choices=("emg", "emg+state"), default="emg",
+                        help="emg: the EMG-only PI-CNN; emg+state: the state-aided PI-CNN, "
+                        "which also reads the sessions' measured joint states (joint_states) "
+                        "and predicts the joint --horizon-ms ahead")
+    parser.add_argument("--horizon-ms", type=float, default=None,
+                        help="prediction horizon of the state-aided model, ms (a whole number "
+                        f"of model steps; default {DEFAULT_HORIZON_MS:g})")
     parser.add_argument("--seed", type=int, help="random seed (overrides the settings)")
     parser.add_argument("--epochs", type=int, help="maximum epochs (overrides the settings)")
     parser.add_argument("--threads", type=int, help="torch threads (overrides the settings)")
@@ -280,7 +324,19 @@ def command_line(args: argparse.Namespace) -> str:
             words += [flag, str(value)]
     if args.no_physics:
         words.append("--no-physics")
+    if args.inputs != "emg":
+        words += ["--inputs", args.inputs, "--horizon-ms", f"{_horizon(args):g}"]
     return shlex.join(words)
+
+
+def _horizon(args: argparse.Namespace) -> float | None:
+    """The state-aided model's horizon (ms), None for the EMG-only model; ValueError for a
+    horizon given to the EMG-only model."""
+    if args.inputs == "emg":
+        if args.horizon_ms is not None:
+            raise ValueError("--horizon-ms needs --inputs emg+state")
+        return None
+    return DEFAULT_HORIZON_MS if args.horizon_ms is None else args.horizon_ms
 
 
 def _preset_for(args: argparse.Namespace, recordings: Sequence[Recording]) -> Preset:
@@ -302,6 +358,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if out.exists() and any(out.iterdir()):
             raise FileExistsError(f"{out} exists and is not empty; choose a new model folder")
+        horizon_ms = _horizon(args)
         settings = _settings_from_args(args)
         conditioning = load_settings(args.conditioning)
         calibration = Calibration.load(args.calibration) if args.calibration else None
@@ -312,10 +369,11 @@ def run(args: argparse.Namespace) -> int:
             recordings, list(args.data), preset, settings, conditioning,
             physics=not args.no_physics, calibration=calibration,
             val_recordings=val_recordings, val_names=list(args.val_data),
-            progress=not args.no_progress, command=command_line(args))
+            progress=not args.no_progress, command=command_line(args),
+            horizon_ms=horizon_ms)
         trained.save(out)
     except (ds.DataError, ConfigError, PresetError, ModelError, SessionError, FileExistsError,
-            FileNotFoundError) as exc:
+            FileNotFoundError, ValueError) as exc:
         print(f"emg-msk train: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {out} ({trained.meta['architecture']['parameters']} parameters, "
@@ -327,12 +385,19 @@ def run(args: argparse.Namespace) -> int:
 
 def validation_line(meta: dict[str, Any], settings: TrainingSettings) -> str:
     """The validation score in words: the angle RMSE beside the range of motion it is made
-    over (a nearly still block makes R², kept in model.yaml, meaningless) and Pearson r."""
+    over (a nearly still block makes R², kept in model.yaml, meaningless) and Pearson r; for a
+    state-aided model also the angle ahead beside constant-velocity extrapolation."""
     metrics = meta["metrics"]["validation"]
     angle = metrics["angle"]
     where = ("the --val-data sessions" if meta["training"]["split"] == "by trial" else
              f"{settings.data.val_fraction:.0%} of the training sessions, held out in "
              f"{settings.data.val_block_s:g} s blocks")
-    return (f"validation on {where}: angle RMSE {angle['rmse_deg']:.2f} deg over a "
+    line = (f"validation on {where}: angle RMSE {angle['rmse_deg']:.2f} deg over a "
             f"{angle['range_deg']:.1f} deg range of motion, r {angle['r']:.2f}; physics "
             f"residual {metrics['physics_residual_rms']:.3g} N m")
+    if "angle_ahead" in metrics:
+        ahead = metrics["angle_ahead"]
+        line += (f"\nvalidation {ahead['horizon_ms']:g} ms ahead: angle RMSE "
+                 f"{ahead['rmse_deg']:.2f} deg (constant-velocity extrapolation "
+                 f"{ahead['constant_velocity_rmse_deg']:.2f} deg)")
+    return line

@@ -20,6 +20,9 @@ from emg_msk_ros.learning.dataset import DataError, Trial, WindowSet
 from emg_msk_ros.learning.loss import PhysicsTerms, PILoss, Scales
 from emg_msk_ros.learning.model import PICNN
 from emg_msk_ros.learning.settings import TrainingSettings
+from emg_msk_ros.learning.state_data import StateWindowSet
+from emg_msk_ros.learning.state_loss import StateLoss
+from emg_msk_ros.learning.state_model import StateAidedPICNN
 from emg_msk_ros.physics.inverse import derivatives
 from emg_msk_ros.physics.preset import Preset
 
@@ -32,7 +35,7 @@ _EVAL_BATCH = 4096
 class TrainResult:
     """A trained model, its physics terms and what happened during training."""
 
-    model: PICNN  # best epoch's weights, eval mode
+    model: PICNN | StateAidedPICNN  # best epoch's weights, eval mode
     terms: PhysicsTerms  # with the learned physiological factors, if any
     scales: Scales
     physics: bool  # trained with the physics terms (False: data-only baseline)
@@ -68,6 +71,24 @@ def compute_scales(trials: list[Trial], train_set: WindowSet, preset: Preset) ->
                   moment=moment or torque, torque=torque)
 
 
+def _model_and_loss(train_set: WindowSet, preset: Preset, settings: TrainingSettings,
+                    scales: Scales, terms: PhysicsTerms, physics: bool):
+    """The network the windows feed (EMG-only or state-aided) and its loss."""
+    forces = torch.as_tensor(scales.force)
+    if isinstance(train_set, StateWindowSet):
+        velocity, step = train_set.state_scales(terms.dt)
+        model = StateAidedPICNN(train_set.n_channels, preset.muscles.count, settings.model,
+                                train_set.ahead, terms.dt, angle_mean=scales.angle_mean,
+                                angle_scale=scales.angle, velocity_scale=velocity,
+                                step_scale=step, force_scale=forces)
+        return model, StateLoss(terms, scales, step, settings.loss, physics=physics,
+                                forces_labelled=train_set.has_force)
+    model = PICNN(train_set.n_channels, preset.muscles.count, settings.model,
+                  angle_mean=scales.angle_mean, angle_scale=scales.angle, force_scale=forces)
+    return model, PILoss(terms, scales, settings.loss, physics=physics,
+                         forces_labelled=train_set.has_force)
+
+
 @contextlib.contextmanager
 def torch_threads(threads: int) -> Iterator[None]:
     """Run the block with ``threads`` intra-op threads and deterministic algorithms."""
@@ -89,7 +110,7 @@ def _evaluate(loss: PILoss, model: PICNN, data: WindowSet) -> tuple[float, dict[
         for start in range(0, len(data), _EVAL_BATCH):
             positions = torch.arange(start, min(len(data), start + _EVAL_BATCH))
             batch = data.batch(positions)
-            value, parts = loss(model(batch.x), batch)
+            value, parts = loss(model(*batch.inputs), batch)
             n = len(positions)
             total += float(value) * n
             for name, part in parts.items():
@@ -120,13 +141,9 @@ def train_model(trials: list[Trial], train_set: WindowSet, val_set: WindowSet, p
     optim = settings.optim
     with torch_threads(optim.threads):
         torch.manual_seed(settings.seed)
-        model = PICNN(train_set.n_channels, preset.muscles.count, settings.model,
-                      angle_mean=scales.angle_mean,
-                      angle_scale=scales.angle, force_scale=torch.as_tensor(scales.force))
         learnable = physics and settings.loss.learn_parameters
         terms = PhysicsTerms(preset, trials[0].dt, settings.loss, learnable=learnable)
-        loss = PILoss(terms, scales, settings.loss, physics=physics,
-                      forces_labelled=forces_labelled)
+        model, loss = _model_and_loss(train_set, preset, settings, scales, terms, physics)
         parameters = list(model.parameters()) + list(terms.parameters())
         optimiser = torch.optim.Adam(parameters, lr=optim.learning_rate,
                                      weight_decay=optim.weight_decay)
@@ -150,7 +167,7 @@ def train_model(trials: list[Trial], train_set: WindowSet, val_set: WindowSet, p
             running, batches = 0.0, 0
             for start in range(0, len(order), optim.batch_size):
                 batch = train_set.batch(order[start:start + optim.batch_size])
-                value, _ = loss(model(batch.x), batch, physics_weight=lam)
+                value, _ = loss(model(*batch.inputs), batch, physics_weight=lam)
                 optimiser.zero_grad(set_to_none=True)
                 value.backward()
                 optimiser.step()

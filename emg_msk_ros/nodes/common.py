@@ -31,6 +31,7 @@ TOPIC_ENVELOPE = "emg/envelope"
 TOPIC_JOINT = "msk/joint_states"
 TOPIC_MUSCLES = "msk/muscle_states"
 TOPIC_MARKERS = "msk/markers"
+TOPIC_PREDICTION = "msk/joint_prediction"
 TOPIC_DIAGNOSTICS = "/diagnostics"
 
 

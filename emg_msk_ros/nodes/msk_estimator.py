@@ -20,6 +20,24 @@ from the model's is refused (ERROR on ``/diagnostics``), and so is a chunk holdi
 estimate from it: the assist controller's watchdog sees the silence). A gap of up to
 ``max_bridge_steps`` samples is bridged by holding the last sample; a longer one empties the
 window (no estimates until it refills).
+
+A state-aided model (:mod:`emg_msk_ros.learning.state_inference`) also reads the exoskeleton's
+measured joint state from ``joint_state_topic`` (sensor_msgs/JointState, default
+``joint_states``, the joint ``joint_name``, default the model's). Each envelope sample takes the
+newest reading stamped at or before its own stamp (:mod:`emg_msk_ros.learning.joint_input`, as
+training and offline evaluation do). Nothing is ever substituted: with no reading, a reading
+older than ``max_joint_state_age`` s (by stamp), or one without the joint or its velocity, the
+node publishes nothing and reports ERROR (so the assist controller's watchdog zeroes the torque);
+estimates resume once a full window of valid joint states has come in again. It then also
+publishes
+
+- ``msk/joint_prediction`` (sensor_msgs/JointState): position = the angle (rad) and velocity
+  (rad/s) the model predicts ``horizon`` after the stamp; the stamp is, as on every output,
+  that of the newest EMG sample the prediction derives from (so latency stays measurable from
+  stamps); the horizon is the model's (``ahead.horizon_ms`` in model.yaml, and on
+  ``/diagnostics``).
+
+A state-aided model with ``joint_state_topic`` empty is refused at start-up.
 """
 
 from __future__ import annotations
@@ -35,13 +53,19 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
 
-from emg_msk_ros.learning.inference import Estimator, ModelError, load_model
+from emg_msk_ros.learning.inference import (
+    Estimator,
+    ModelError,
+    load_model,
+    refuse_without_joint_state,
+)
 from emg_msk_ros.msg import EmgArray, MuscleState
 from emg_msk_ros.nodes.common import (
     TOPIC_ENVELOPE,
     TOPIC_JOINT,
     TOPIC_MARKERS,
     TOPIC_MUSCLES,
+    TOPIC_PREDICTION,
     Health,
     chunk_values,
     declare,
@@ -153,6 +177,50 @@ class LimbMarkers:
         return self.array
 
 
+class JointStateBuffer:
+    """The recent readings of one joint from sensor_msgs/JointState messages, by stamp."""
+
+    def __init__(self, joint: str, keep: int = 1024) -> None:
+        self.joint = joint
+        self._readings: collections.deque[tuple[int, float, float]] = collections.deque(
+            maxlen=keep)
+        self.problem = "no joint state received yet"
+
+    def add(self, msg: JointState) -> None:
+        """Store the message's reading of the joint, or note why it has none."""
+        if self.joint not in msg.name:
+            self.problem = (f"joint_states name {list(msg.name)}, not the model's joint "
+                            f"{self.joint!r}")
+            return
+        i = list(msg.name).index(self.joint)
+        if len(msg.position) <= i or len(msg.velocity) <= i:
+            self.problem = f"joint_states lacks the position or velocity of {self.joint!r}"
+            return
+        angle, velocity = float(msg.position[i]), float(msg.velocity[i])
+        if not (math.isfinite(angle) and math.isfinite(velocity)):
+            self.problem = f"joint_states holds NaN/Inf for {self.joint!r}"
+            return
+        stamp = stamp_ns(msg.header.stamp)
+        if self._readings and stamp <= self._readings[-1][0]:
+            self.problem = f"joint_states stamp went back or repeated ({stamp} ns)"
+            return
+        self._readings.append((stamp, angle, velocity))
+        self.problem = ""
+
+    def at(self, stamp: int, max_age: float) -> tuple[np.ndarray | None, str]:
+        """(angle rad, velocity rad/s) of the newest reading stamped at or before ``stamp``
+        (ns) and at most ``max_age`` s older; else (None, why)."""
+        for when, angle, velocity in reversed(self._readings):
+            if when <= stamp:
+                age = (stamp - when) * 1e-9
+                if age > max_age:  # one message for the whole stretch (logged once)
+                    return None, (f"joint state of {self.joint!r} more than "
+                                  f"{1000 * max_age:g} ms older than the EMG; "
+                                  + (self.problem if self.problem else "no newer reading"))
+                return np.array([angle, velocity], dtype=np.float32), ""
+        return None, (self.problem or f"no joint state of {self.joint!r} at or before the EMG")
+
+
 class MskEstimator(Node):
     """Sliding-window inference at the model rate."""
 
@@ -173,12 +241,26 @@ class MskEstimator(Node):
                           "nodes)", low=1, high=64)
         depth, period, stale = declare_common(self)
         self.estimator: Estimator = load_model(resolve_model(model), threads)
+        state_topic = declare(self, "joint_state_topic", "joint_states", "the exoskeleton's "
+                              "measured joint states (sensor_msgs/JointState), read when the "
+                              "model is state-aided")
+        joint_name = declare(self, "joint_name", "", "joint to read from joint_state_topic "
+                             "(empty: the model's joint)")
+        self.max_joint_state_age = declare(
+            self, "max_joint_state_age", 0.05, "s: a joint-state reading older than this (by "
+            "stamp) at an EMG sample is stale: no estimate", low=0.001, high=10.0)
+        self.joint_states: JointStateBuffer | None = None
+        if self.estimator.needs_joint_state:
+            if not state_topic:
+                refuse_without_joint_state(self.estimator, "joint_state_topic ''")
+            self.joint_states = JointStateBuffer(joint_name or self.estimator.joint_name)
         if calibration_file:
             self._use_rest_levels(Calibration.load(calibration_file), calibration_file)
         self.health = Health(self, "musculoskeletal estimate", period=period,
                              stale_after=stale, extra=self._diagnostic_values)
         est = self.estimator
         self.window = SlidingWindow(est.window, len(est.channel_names))
+        self.state_window = SlidingWindow(est.window, 2)
         self.max_force = np.asarray(est.muscles.max_isometric_force, dtype=np.float64)
         self.markers = LimbMarkers(est.muscle_names, frame_id)
         self.next_index: int | None = None
@@ -187,6 +269,10 @@ class MskEstimator(Node):
         self.joint_publisher = self.create_publisher(JointState, TOPIC_JOINT, 10)
         self.muscle_publisher = self.create_publisher(MuscleState, TOPIC_MUSCLES, 10)
         self.marker_publisher = self.create_publisher(MarkerArray, TOPIC_MARKERS, 10)
+        if self.joint_states is not None:
+            self.prediction_publisher = self.create_publisher(JointState, TOPIC_PREDICTION, 10)
+            self.create_subscription(JointState, state_topic, self.on_joint_state,
+                                     sensor_qos(depth))
         self.subscription = self.create_subscription(EmgArray, TOPIC_ENVELOPE, self.on_envelope,
                                                      sensor_qos(depth))
         self.get_logger().info(
@@ -203,6 +289,8 @@ class MskEstimator(Node):
 
     def _diagnostic_values(self) -> dict:
         values = {"model": str(self.estimator.path), "estimates": self.estimates}
+        if self.joint_states is not None:
+            values["horizon (ms)"] = f"{1000 * self.estimator.horizon_s:g}"
         if self._inference_ms:
             times = np.asarray(self._inference_ms)
             values["inference p50 (ms)"] = f"{np.percentile(times, 50):.3f}"
@@ -273,13 +361,34 @@ class MskEstimator(Node):
         period_ns = 1e9 / msg.sample_rate
         for i in range(skip, msg.num_samples):
             self.window.push(data[i])
-            if self.window.full:
-                self._estimate(stamp0 + round(i * period_ns), msg.header.frame_id)
+            stamp = stamp0 + round(i * period_ns)
+            if self.joint_states is not None and not self._push_joint_state(stamp):
+                continue
+            if self.window.full and (self.joint_states is None or self.state_window.full):
+                self._estimate(stamp, msg.header.frame_id)
+
+    def on_joint_state(self, msg: JointState) -> None:
+        """Keep the exoskeleton's reading of the model's joint (or note why it is unusable)."""
+        self.joint_states.add(msg)
+
+    def _push_joint_state(self, stamp: int) -> bool:
+        """Push the joint state held at ``stamp`` (ns); False (ERROR, the state window
+        emptied) when there is none usable."""
+        reading, problem = self.joint_states.at(stamp, self.max_joint_state_age)
+        if reading is None:
+            self.state_window.clear()
+            self.health.fail(f"no estimate: {problem}")
+            return False
+        self.state_window.push(reading)
+        return True
 
     def _estimate(self, stamp: int, frame_id: str) -> None:
         est = self.estimator
         start = time.perf_counter()
-        estimate = est.predict(self.window.view())
+        if self.joint_states is None:
+            estimate = est.predict(self.window.view())
+        else:
+            estimate = est.predict(self.window.view(), self.state_window.view())
         self._inference_ms.append((time.perf_counter() - start) * 1e3)
         self.estimates += 1
         header_stamp = to_stamp(stamp)
@@ -295,6 +404,12 @@ class MskEstimator(Node):
         self.muscle_publisher.publish(muscles)
         self.health.output(TOPIC_JOINT)
         self.health.output(TOPIC_MUSCLES)
+        if self.joint_states is not None:
+            prediction = JointState(name=[est.joint_name], position=[estimate.angle_ahead],
+                                    velocity=[estimate.velocity_ahead])
+            prediction.header = joint.header
+            self.prediction_publisher.publish(prediction)
+            self.health.output(TOPIC_PREDICTION)
         if self.estimates % self.markers_every == 0 and \
                 self.marker_publisher.get_subscription_count():
             arms = est.preset.moment_arms(np.float64(estimate.angle))

@@ -3,7 +3,10 @@
 The motion comes from forward-simulating the preset's muscles tracking a random reference
 (:mod:`emg_msk_ros.physics.motions`), so angle, velocity, activations, forces and moments obey
 the same equations the models learn; raw EMG is synthesised from the excitations
-(:mod:`emg_msk_ros.physics.synth_emg`). The same seed gives the same session, bit for bit.
+(:mod:`emg_msk_ros.physics.synth_emg`). The exoskeleton's joint sensor reads the true motion
+as an encoder would (:mod:`emg_msk_ros.physics.encoder`: its rate, quantisation and noise, from
+a random stream of its own, so the EMG of a seed does not depend on it); the session keeps both
+the readings and the truth. The same seed gives the same session, bit for bit.
 """
 
 from __future__ import annotations
@@ -16,19 +19,23 @@ import numpy as np
 
 from emg_msk_ros import __version__
 from emg_msk_ros.io.recording import Recording
+from emg_msk_ros.physics.encoder import EncoderSettings, measure_trajectory
 from emg_msk_ros.physics.inverse import derivatives
 from emg_msk_ros.physics.motions import REGIMES, MotionSettings, simulate_motion
 from emg_msk_ros.physics.preset import Preset, PresetError, load_preset
 from emg_msk_ros.physics.synth_emg import EmgSynthSettings, synthesize_emg
 
 GENERATOR = "emg_msk_ros.physics.simulate"
+ENCODER_STREAM = 1  # the encoder's random stream: default_rng([seed, ENCODER_STREAM])
 
 
 def simulate_session(preset: Preset | str, duration: float, seed: int, *,
                      kin_rate: float = 1000.0, motion: MotionSettings | None = None,
-                     emg: EmgSynthSettings | None = None) -> Recording:
+                     emg: EmgSynthSettings | None = None,
+                     encoder: EncoderSettings | None = None) -> Recording:
     """A synthetic session of ``duration`` s: raw EMG (V) plus true kinematics and muscle
-    states on ``kin_time`` (the integration rate ``kin_rate``, Hz)."""
+    states on ``kin_time`` (the integration rate ``kin_rate``, Hz), and the encoder's readings
+    of the joint (``measured_*``, at ``encoder.rate``)."""
     preset = load_preset(preset) if isinstance(preset, (str, Path)) else preset
     if not duration > 0:
         raise ValueError(f"duration must be > 0 s, got {duration}")
@@ -36,11 +43,14 @@ def simulate_session(preset: Preset | str, duration: float, seed: int, *,
         raise ValueError(f"kin_rate must be > 0 Hz, got {kin_rate}")
     motion = motion or MotionSettings()
     emg = emg or EmgSynthSettings()
+    encoder = encoder or EncoderSettings()
     rng = np.random.default_rng(seed)
     dt = 1.0 / kin_rate
     trial, _ = simulate_motion(preset, duration, dt, rng, motion)
     _, acceleration = derivatives(trial.angle, dt)
     raw, gains = synthesize_emg(rng, trial.time, trial.excitation, acceleration, emg)
+    readings = measure_trajectory(trial.time, trial.angle, encoder,
+                                  np.random.default_rng([seed, ENCODER_STREAM]))
     metadata = {
         "generator": GENERATOR,
         "version": __version__,
@@ -53,6 +63,7 @@ def simulate_session(preset: Preset | str, duration: float, seed: int, *,
                                                      "cocontraction", "tone",
                                                      "excitation_noise")},
         "emg": emg.as_dict(),
+        "encoder": encoder.as_dict(),
         "emg_gain": [float(g) for g in gains],
         "channel_muscles": dict(zip(preset.channel_names, preset.muscle_names)),
     }
@@ -61,7 +72,8 @@ def simulate_session(preset: Preset | str, duration: float, seed: int, *,
         joint_name=preset.joint.name, kin_time=trial.time, angle=trial.angle,
         velocity=trial.velocity, muscle_names=list(preset.muscle_names),
         excitation=trial.excitation, activation=trial.activation, force=trial.force,
-        moment=trial.moment, metadata=metadata)
+        moment=trial.moment, metadata=metadata, measured_time=readings[0],
+        measured_angle=readings[1], measured_velocity=readings[2])
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
