@@ -1,6 +1,7 @@
 """``emg-msk demo``: the loop closed in simulation — does the assist help, stay stable, stay safe?
 
-    emg-msk demo [--out out/demo] [--duration 20] [--seed 7] [--gain 0.3] [--model knee] [--json]
+    emg-msk demo [--out out/demo] [--duration 20] [--seed 7] [--gain 0.3] [--model knee-state]
+                 [--json]
     emg-msk demo --replay [--duration 20] [--rate 1.0] ...   (the open-loop replay below)
 
 Closed loop (default): the graph of ``config/sim_exo.yaml`` runs in one process, with
@@ -13,7 +14,9 @@ person's effort (mean |net muscle moment| N·m, mean sum of squared activations)
 to the target (deg), the exoskeleton's torque and its RMS above 3 Hz; latencies, dropped
 messages, every recorded command checked against the controller's limits, each limit flag the
 controller raised, and the e-stop's time to zero torque with what the joint did. Writes
-``OUT/report.json`` and ``effort.png``, ``tracking.png``, ``torque.png``, ``latency.png``.
+``OUT/report.json`` and ``effort.png``, ``tracking.png``, ``torque.png``, ``latency.png``. The
+estimator runs the state-aided model (``models/knee-state``: EMG plus the exoskeleton's
+``joint_states``) unless ``--model`` names another; ``--model knee`` is the EMG-only one.
 
 Open-loop replay (``--replay``):
 
@@ -49,6 +52,10 @@ from emg_msk_ros.io.bag_replay import read_topics
 OUTPUTS = ("session", "calibration.yaml", "record", "report.json", "angle.png", "forces.png",
            "latency.png", "effort.png", "tracking.png", "torque.png")
 PHASES = ("unassisted", "assisted", "e-stop")
+# The closed loop's wearer publishes joint_states, so its estimator reads them (issue 16); the
+# replayed session's graph has no exoskeleton.
+CLOSED_LOOP_MODEL = "knee-state"
+REPLAY_MODEL = "knee"
 
 
 def keep_dds_local() -> list[str]:
@@ -190,8 +197,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gain", type=float, default=0.3,
                         help="closed loop: moment_fraction gain of the assisted phase")
     parser.add_argument("--seed", type=int, default=7, help="simulation seed")
-    parser.add_argument("--model", default="knee",
-                        help="model folder, or a name under the package's models/ (default knee)")
+    parser.add_argument("--model", default=None,
+                        help="model folder, or a name under the package's models/ (default: "
+                             "knee-state in the closed loop, knee with --replay)")
     parser.add_argument("--rate", type=float, default=1.0,
                         help="replay speed factor (latency is measured only at 1.0)")
     parser.add_argument("--config", type=Path, default=None,
@@ -258,6 +266,7 @@ def run_replay(args: argparse.Namespace) -> int:
     from emg_msk_ros.runner import GraphError, load_config
 
     out = args.out
+    args.model = args.model or REPLAY_MODEL
     try:
         estimator = load_model(resolve_model(args.model))
         config = load_config(args.config)
@@ -365,7 +374,7 @@ def run_closed_loop(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
-        estimator = load_model(resolve_model(args.model))
+        estimator = load_model(resolve_model(args.model or CLOSED_LOOP_MODEL))
         config = loop.sim_config(args.config)
     except (ModelError, GraphError) as exc:
         print(f"emg-msk demo: {exc}", file=sys.stderr)
