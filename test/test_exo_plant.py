@@ -16,6 +16,8 @@ from emg_msk_ros.physics.motions import (MotionSettings, plan_reference, plan_ta
 from emg_msk_ros.physics.motor_control import MotorSettings
 from emg_msk_ros.physics.preset import load_preset
 
+pytestmark = pytest.mark.kernels  # integrates the plant against the simulator: float results
+
 DT = 0.001
 
 

@@ -33,6 +33,8 @@ from emg_msk_ros.physics import muscle as hill
 from emg_msk_ros.physics.preset import load_preset
 from emg_msk_ros.signal.config import load_settings
 
+pytestmark = pytest.mark.kernels  # trains, compares torch with ONNX Runtime: float results
+
 
 def test_hold_at_takes_the_newest_reading_at_or_before_each_time():
     stamps = np.array([0.0, 0.002, 0.004, 0.006])
