@@ -21,7 +21,8 @@ from launch_ros.substitutions import FindPackageShare
 PACKAGE = "emg_msk_ros"
 # Launch arguments besides ``config``: name -> (default, description).
 ARGUMENTS = {
-    "model": ("knee", "model folder, or a name under the package's models/"),
+    "model": ("knee-state", "model folder, or a name under the package's models/ (knee-state: "
+              "EMG plus the exoskeleton's joint_states; knee: EMG only)"),
     "rviz": ("false", "start rviz2 with config/emg_msk.rviz"),
 }
 

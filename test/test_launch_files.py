@@ -235,6 +235,9 @@ def test_sim_exo_launch_starts_the_closed_loop_graph_of_its_config(declared_para
     launch = LaunchFile(LAUNCH / "sim_exo.launch.py")
     sections = load_config(config_path("sim_exo.yaml"))
     assert launch.path_join(launch.argument_default("config")) == config_path("sim_exo.yaml")
+    # the model argument overrides the config's: the same default, or the two would drift
+    assert launch.argument_default("model") == sections["msk_estimator"]["model"] \
+        == sections["emg_conditioner"]["model"]
     assert launch.configurations() <= launch.declared_arguments()
     executables = installed_executables()
     started = set()
