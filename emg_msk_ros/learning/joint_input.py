@@ -14,7 +14,6 @@ import numpy as np
 from emg_msk_ros.io.recording import Recording
 from emg_msk_ros.physics.encoder import EncoderSettings, measure_trajectory
 
-STATE_NAMES = ("angle", "velocity")  # the joint_state input's rows: rad, rad/s
 # Velocity of a sensor that reports only an angle (a goniometer): differentiated and low-passed
 # as the encoder does, at this cutoff (Hz) or a quarter of the sensor's rate, whichever is lower.
 _VELOCITY_CUTOFF = 40.0
