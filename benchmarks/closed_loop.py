@@ -25,6 +25,8 @@ import platform
 import tempfile
 from pathlib import Path
 
+from emg_msk_ros.benchmarking import add_quick
+
 GAINS = {  # law -> (parameter, gains swept)
     "moment_fraction": ("moment_gain", (0.1, 0.3, 0.5, 0.7, 0.9)),
     "myoelectric": ("myoelectric_gain", (10.0, 20.0, 40.0, 80.0, 160.0)),
@@ -104,8 +106,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="emg-msk bench closed-loop", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
-    parser.add_argument("--quick", action="store_true",
-                        help="moment_fraction 0.3 on a 3 s task only")
+    add_quick(parser, "moment_fraction 0.3 on a 3 s task only")
     parser.add_argument("--task", type=float, default=8.0, help="task length, s")
     parser.add_argument("--seed", type=int, default=3, help="the wearer's seed")
     parser.add_argument("--laws", nargs="+", choices=sorted(GAINS), default=list(GAINS))

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emg_msk_ros.benchmarking import pin_one_core, rerun_single_threaded
+from emg_msk_ros.benchmarking import add_quick, pin_one_core, rerun_single_threaded
 
 TARGET_P99_MS = 0.1
 TARGET_RATIO = 0.3
@@ -231,8 +231,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="emg-msk bench inference", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
-    parser.add_argument("--quick", action="store_true",
-                        help="a few seconds: 200 calls, the knee model, one start each")
+    add_quick(parser, "200 calls, the knee model, one start each")
     parser.add_argument("--models", nargs="+", default=["knee", "wrist", "knee-state"],
                         help="model folders or names under models/")
     parser.add_argument("--calls", type=int, default=3000, help="calls per runtime and model")
