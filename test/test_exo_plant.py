@@ -78,6 +78,7 @@ def test_with_zero_exo_torque_the_plant_reproduces_the_open_loop_simulator(knee)
     run(plant)
     np.testing.assert_allclose(plant.log["angle"], trial.angle, rtol=0, atol=1e-12)
     np.testing.assert_allclose(plant.log["moment"], trial.moment, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(plant.log["force"], trial.force, rtol=0, atol=1e-7)
     assert not plant.log["exo_torque"].any()
     # with the wearer's 0.12 s reaction delay (and a slower feedback for it) the motion stays
     # within 1 deg RMS of it: the feedforward carries the motion, the feedback only corrects

@@ -141,6 +141,7 @@ class ExoPlant:
         self.log["excitation"] = np.zeros((n, m))
         self.log["activation"] = np.zeros((n, m))
         self.log["moment"] = np.zeros((n, m))
+        self.log["force"] = np.zeros((n, m))
         self.commands: list[tuple[float, float]] = []  # (time s, N·m) as received
 
     @property
@@ -174,7 +175,7 @@ class ExoPlant:
             u, step = self.wearer.step(exo)
             log["angle"][i], log["velocity"][i] = step.theta, step.omega
             log["excitation"][i], log["activation"][i] = u, step.activation
-            log["moment"][i] = step.moment
+            log["moment"][i], log["force"][i] = step.moment, step.force
             log["net_moment"][i] = step.moment.sum()
             log["exo_torque"][i] = exo
             log["effort"][i] = float(np.dot(step.activation, step.activation))
