@@ -83,12 +83,16 @@ def estop_time(plant, phase: slice) -> float:
 
 
 def run_session(config: dict, record: Path, *, enable_repeat: int | None = 1,
-                estop_repeat: int | None = None, progress=None) -> Session:
+                estop_repeat: int | None = None, progress=None, observers=None,
+                record_topics=()) -> Session:
     """Run the closed loop once (see the module docstring); ``record`` must not exist.
 
     The e-stop, if any, comes during repeat ``estop_repeat`` (see :func:`estop_time`). A fault
     while assisting (the watchdog, when the graph falls behind real time on a starved machine)
-    is noted in ``interruptions``, reset and the assist enabled again, as an operator would."""
+    is noted in ``interruptions``, reset and the assist enabled again, as an operator would.
+    ``observers`` (namespace -> msk_estimator parameters) run beside the loop as
+    :class:`~emg_msk_ros.runner.Graph` describes; ``record_topics`` are recorded besides
+    :data:`RECORDED` and the commands."""
     from rclpy.qos import QoSProfile, QoSReliabilityPolicy
     from std_msgs.msg import Bool
     from std_srvs.srv import SetBool, Trigger
@@ -98,9 +102,8 @@ def run_session(config: dict, record: Path, *, enable_repeat: int | None = 1,
 
     reliable = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
     started = time.monotonic()
-    with Graph(config, record=record,
-               record_topics=[COMMAND_TOPIC.lstrip("/")] + [t.lstrip("/") for t in RECORDED]
-               ) as graph:
+    with Graph(config, record=record, observers=observers,
+               record_topics=[COMMAND_TOPIC, *RECORDED, *record_topics]) as graph:
         helper = graph.helper_node("closed_loop_operator")
         services = {"enable": (helper.create_client(SetBool, "assist/enable"),
                                SetBool.Request(data=True)),

@@ -111,12 +111,17 @@ class Graph:
     ``config`` maps node names to parameter dicts (see :func:`load_config`). ``record`` is a new
     bag folder for every topic the graph publishes (or ``record_topics``). ``replay_topics``
     republishes those topics of the driver's session bag (source ``bag``) on the driver's
-    clock, e.g. ``/joint_states`` as the exoskeleton's measurement.
+    clock, e.g. ``/joint_states`` as the exoskeleton's measurement. ``observers`` maps a
+    namespace ``NS`` to the parameters of one more ``msk_estimator`` that only watches: it reads
+    the graph's ``emg/envelope`` (a state-aided model: its ``joint_state_topic``, best given
+    absolute, e.g. ``/joint_states``) and publishes under ``NS`` (``NS/msk/joint_states``, ...),
+    which no node of the graph reads; e.g. a second model scored beside the one in the loop.
     """
 
     def __init__(self, config: Mapping[str, Mapping[str, Any]], *, executor: str = "events",
                  record: str | Path | None = None, record_topics: Sequence[str] | None = None,
-                 replay_topics: Sequence[str] = ()) -> None:
+                 replay_topics: Sequence[str] = (),
+                 observers: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         import rclpy
         from rclpy.signals import SignalHandlerOptions
 
@@ -137,6 +142,13 @@ class Graph:
             for name, (module, cls) in NODE_CLASSES.items():
                 if name in config:
                     self.nodes[name] = self._create(name, module, cls, config[name])
+            from emg_msk_ros.nodes.common import TOPIC_ENVELOPE
+
+            for namespace, values in (observers or {}).items():
+                self.nodes[f"{namespace}/msk_estimator"] = self._create(
+                    f"{namespace}/msk_estimator", *NODE_CLASSES["msk_estimator"], values,
+                    namespace=namespace,
+                    cli_args=["--ros-args", "-r", f"{TOPIC_ENVELOPE}:=/{TOPIC_ENVELOPE}"])
             self.executor = _make_executor(executor, self.context)
             for node in self.nodes.values():
                 self.executor.add_node(node)
@@ -149,10 +161,12 @@ class Graph:
             self.close()
             raise
 
-    def _create(self, name: str, module: str, cls: str, values: Mapping[str, Any]):
+    def _create(self, name: str, module: str, cls: str, values: Mapping[str, Any],
+                **options):
         try:
             node_class = getattr(importlib.import_module(module), cls)
-            node = node_class(context=self.context, parameter_overrides=_parameters(values))
+            node = node_class(context=self.context, parameter_overrides=_parameters(values),
+                              **options)
         except Exception as exc:
             raise GraphError(f"node {name}: {exc}") from exc
         unknown = sorted(set(values) - set(node.list_parameters([], 0).names))
@@ -270,14 +284,16 @@ class Graph:
         if self.source is None or not self.source.finished.is_set():
             return False
         sent: dict[str, int] = {}
-        for node in self.nodes.values():
+        for node in self.nodes.values():  # by full name: an observer's msk/... is NS/msk/...
             health = getattr(node, "health", None)
             for topic, count in (health.published.items() if health is not None else ()):
-                sent[_topic(topic)] = sent.get(_topic(topic), 0) + count
-        for name, node in self.nodes.items():
+                name = node.resolve_topic_name(topic)
+                sent[name] = sent.get(name, 0) + count
+        for node in self.nodes.values():
             health = getattr(node, "health", None)
             for topic, count in (health.received.items() if health is not None else ()):
-                if _topic(topic) in sent and count < sent[_topic(topic)]:
+                name = node.resolve_topic_name(topic)
+                if name in sent and count < sent[name]:
                     return False
         if self.recorder is not None:
             for topic, count in self.recorder.counts.items():

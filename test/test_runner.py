@@ -172,3 +172,28 @@ def test_run_composes_the_closed_loop_config_and_refuses_replay_options_for_it()
     assert "emg_driver" not in graph_config(args) and "sim_exo" in graph_config(args)
     with pytest.raises(GraphError, match="this config runs sim_exo"):
         graph_config(argparse.Namespace(config=closed, bag=Path("session"), rate=None))
+
+
+def test_an_observer_estimates_under_its_namespace_and_the_replay_still_drains(tmp_path):
+    model = str(load_model(resolve_model(MODEL)).path)
+    session = write_recording(tmp_path / "session", simulate_session(
+        load_preset("knee"), 2.0, seed=6, kin_rate=100.0), chunk_size=10)
+    config = {"emg_driver": {"source": "bag", "bag_path": str(session), "rate": 4.0,
+                             "loop": False},
+              "emg_conditioner": {"model": model}, "msk_estimator": {"model": model}}
+    with Graph(config, record=tmp_path / "record", observers={"watch": {"model": model}},
+               record_topics=["/msk/joint_states", "/watch/msk/joint_states"]) as graph:
+        graph.start()
+        # drained: every subscriber got all its publishers sent, counted by full topic name
+        # (the observer's msk/joint_states is /watch/msk/joint_states, not the estimator's)
+        assert graph.run(duration=60) == "drained"
+        counts = graph.counts()
+    watcher = counts["watch/msk_estimator"]
+    assert watcher["received"]["emg/envelope"] == \
+        counts["emg_conditioner"]["published"]["emg/envelope"] > 0
+    topics = read_topics(tmp_path / "record", ["/msk/joint_states", "/watch/msk/joint_states"])
+    loop, watched = topics["/msk/joint_states"], topics["/watch/msk/joint_states"]
+    assert len(watched) == watcher["published"]["msk/joint_states"] == len(loop) > 0
+    # the same model on the same envelope: the same estimates
+    np.testing.assert_array_equal([m.position[0] for _, m in watched],
+                                  [m.position[0] for _, m in loop])
