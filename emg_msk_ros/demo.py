@@ -1,7 +1,7 @@
 """``emg-msk demo``: the loop closed in simulation — does the assist help, stay stable, stay safe?
 
     emg-msk demo [--out out/demo] [--duration 20] [--seed 7] [--gain 0.3] [--model knee-state]
-                 [--json]
+                 [--emg-only-model knee] [--json]
     emg-msk demo --replay [--duration 20] [--rate 1.0] ...   (the open-loop replay below)
 
 Closed loop (default): the graph of ``config/sim_exo.yaml`` runs in one process, with
@@ -13,10 +13,16 @@ with ``assist/estop`` engaged where the target moves fastest. The report, per ph
 person's effort (mean |net muscle moment| N·m, mean sum of squared activations), tracking RMSE
 to the target (deg), the exoskeleton's torque and its RMS above 3 Hz; latencies, dropped
 messages, every recorded command checked against the controller's limits, each limit flag the
-controller raised, and the e-stop's time to zero torque with what the joint did. Writes
-``OUT/report.json`` and ``effort.png``, ``tracking.png``, ``torque.png``, ``latency.png``. The
+controller raised, and the e-stop's time to zero torque with what the joint did. The
 estimator runs the state-aided model (``models/knee-state``: EMG plus the exoskeleton's
-``joint_states``) unless ``--model`` names another; ``--model knee`` is the EMG-only one.
+``joint_states``) unless ``--model`` names another; ``--model knee`` is the EMG-only one. Beside
+a state-aided model, a second, observe-only estimator runs the EMG-only ``--emg-only-model`` on
+the same envelope under :data:`EMG_ONLY_NAMESPACE` (nothing reads it). Both are scored against
+the plant's truth by stamp over the unassisted and assisted repeats
+(:func:`emg_msk_ros.estimate_scores.score_models`: the prediction ahead beside
+constant-velocity extrapolation of ``joint_states``; angle, forces and net moment now). Writes
+``OUT/report.json`` (the scores under ``estimate``) and ``effort.png``, ``tracking.png``,
+``torque.png``, ``latency.png``, ``estimate.png``.
 
 Open-loop replay (``--replay``):
 
@@ -46,16 +52,21 @@ from pathlib import Path
 
 import numpy as np
 
+from emg_msk_ros import estimate_scores as scores
 from emg_msk_ros.io.bag_replay import read_topics
 
 # What a previous demo run left in OUT, removed before a new run (nothing else is touched).
 OUTPUTS = ("session", "calibration.yaml", "record", "report.json", "angle.png", "forces.png",
-           "latency.png", "effort.png", "tracking.png", "torque.png")
+           "latency.png", "effort.png", "tracking.png", "torque.png", "estimate.png")
 PHASES = ("unassisted", "assisted", "e-stop")
 # The closed loop's wearer publishes joint_states, so its estimator reads them (issue 16); the
 # replayed session's graph has no exoskeleton.
 CLOSED_LOOP_MODEL = "knee-state"
 REPLAY_MODEL = "knee"
+# The closed loop also runs the EMG-only model, observe-only, on the same envelope; it publishes
+# under this namespace and is scored beside the state-aided one.
+EMG_ONLY_MODEL = "knee"
+EMG_ONLY_NAMESPACE = "emg_only"
 
 
 def keep_dds_local() -> list[str]:
@@ -69,41 +80,6 @@ def keep_dds_local() -> list[str]:
         os.environ["ROS_DOMAIN_ID"] = str(1 + os.getpid() % 100)
         notes.append(f"ROS_DOMAIN_ID was unset: using {os.environ['ROS_DOMAIN_ID']}")
     return notes
-
-
-def recorded_estimates(path: str | Path) -> dict[str, np.ndarray]:
-    """The estimator's output in a recorded bag, as arrays in arrival order.
-
-    Keys: ``stamp_ns`` (the estimate's stamp: acquisition time of its newest EMG sample),
-    ``received_ns`` (log time: arrival at the recorder), ``angle`` (rad), ``velocity`` (rad/s),
-    ``net_moment`` (N·m), and per muscle (n, M) ``activation``, ``force`` (N), ``moment`` (N·m).
-    """
-    topics = read_topics(path, ["/msk/joint_states", "/msk/muscle_states"])
-    joints, muscles = topics["/msk/joint_states"], topics["/msk/muscle_states"]
-    if len(joints) != len(muscles):
-        raise ValueError(f"{path}: {len(joints)} joint estimates but {len(muscles)} muscle "
-                         "estimates recorded")
-
-    def stamps(items):
-        return np.array([m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec
-                         for _, m in items], dtype=np.int64)
-
-    if not np.array_equal(stamps(joints), stamps(muscles)):
-        raise ValueError(f"{path}: joint and muscle estimates carry different stamps")
-    count = len(muscles[0][1].names) if muscles else 0
-
-    def rows(field):
-        values = np.array([getattr(m, field) for _, m in muscles], dtype=np.float64)
-        return values.reshape(-1, count)
-
-    return {
-        "stamp_ns": stamps(joints),
-        "received_ns": np.array([t for t, _ in joints], dtype=np.int64),
-        "angle": np.array([m.position[0] for _, m in joints], dtype=np.float64),
-        "velocity": np.array([m.velocity[0] for _, m in joints], dtype=np.float64),
-        "net_moment": np.array([m.effort[0] for _, m in joints], dtype=np.float64),
-        "activation": rows("activation"), "force": rows("force"), "moment": rows("moment"),
-    }
 
 
 def latency_ms(stamp_ns: np.ndarray, received_ns: np.ndarray) -> dict[str, float]:
@@ -200,6 +176,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None,
                         help="model folder, or a name under the package's models/ (default: "
                              "knee-state in the closed loop, knee with --replay)")
+    parser.add_argument("--emg-only-model", default=EMG_ONLY_MODEL,
+                        help="closed loop with a state-aided --model: the EMG-only model run "
+                             "beside it (observe-only) and scored against the same truth "
+                             f"(default {EMG_ONLY_MODEL})")
     parser.add_argument("--rate", type=float, default=1.0,
                         help="replay speed factor (latency is measured only at 1.0)")
     parser.add_argument("--config", type=Path, default=None,
@@ -317,7 +297,7 @@ def run_replay(args: argparse.Namespace) -> int:
         return 2
 
     print("[3/3] comparing the live estimate with the simulation's truth ...", flush=True)
-    estimates = recorded_estimates(out / "record")
+    estimates = scores.recorded_estimates(out / "record")
     accuracy = compare_with_truth(recording, estimates, start_ns, estimator.muscle_names)
     latency = (estimates["received_ns"] - estimates["stamp_ns"]) * 1e-6 if args.rate == 1.0 \
         else None
@@ -375,6 +355,7 @@ def run_closed_loop(args: argparse.Namespace) -> int:
         return 2
     try:
         estimator = load_model(resolve_model(args.model or CLOSED_LOOP_MODEL))
+        comparison = emg_only_beside(estimator, args.emg_only_model)
         config = loop.sim_config(args.config)
     except (ModelError, GraphError) as exc:
         print(f"emg-msk demo: {exc}", file=sys.stderr)
@@ -387,6 +368,8 @@ def run_closed_loop(args: argparse.Namespace) -> int:
     model_path = str(estimator.path)
     for name in ("emg_conditioner", "msk_estimator"):
         config.setdefault(name, {}).update(model=model_path, calibration_file=str(calibration))
+    observers = None if comparison is None else {EMG_ONLY_NAMESPACE: {
+        "model": str(comparison.path), "calibration_file": str(calibration)}}
     controller = config.setdefault("assist_controller", {})
     controller.update(assist_law="moment_fraction", moment_gain=[float(args.gain)])
     print(f"[1/2] closed loop: a simulated wearer does a {args.duration:g} s task unassisted, "
@@ -398,13 +381,17 @@ def run_closed_loop(args: argparse.Namespace) -> int:
 
     try:
         session = loop.run_session(config, out / "record", enable_repeat=1, estop_repeat=2,
-                                   progress=progress)
+                                   progress=progress, observers=observers,
+                                   record_topics=estimate_topics(comparison))
     except GraphError as exc:
         print(f"emg-msk demo: {exc}", file=sys.stderr)
         return 2
     print("[2/2] scoring the phases and the recorded commands ...", flush=True)
     report = closed_loop_report(session, loop, args.gain)
+    series = loop_estimates(session, estimator, comparison)
+    report["estimate"] = estimate_report(series, session, estimator, comparison)
     report["plots"] = [str(p) for p in plot_closed_loop(out, session, report)]
+    report["plots"].append(str(plot_estimates(out, series, session, report["estimate"])))
     report["wall_s"] = time.monotonic() - started
     (out / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     if args.json:
@@ -412,6 +399,77 @@ def run_closed_loop(args: argparse.Namespace) -> int:
     else:
         print_closed_loop(report)
     return 0 if report["checks"]["safe"] else 1
+
+
+def emg_only_beside(estimator, name: str):
+    """The EMG-only model ``name`` (loaded) to run beside a state-aided ``estimator`` on the
+    same envelope; None when ``estimator`` is EMG-only itself. A ModelError when it is not
+    EMG-only or cannot read that envelope (channels, rate, conditioning, muscles differ)."""
+    from emg_msk_ros.learning.inference import ModelError, load_model
+    from emg_msk_ros.nodes.common import resolve_model
+
+    if not estimator.needs_joint_state:
+        return None
+    model = load_model(resolve_model(name))
+    if model.needs_joint_state:
+        raise ModelError(f"--emg-only-model {model.path} is state-aided")
+
+    def inputs(m):
+        return m.channel_names, m.model_rate, m.conditioner_settings, m.muscle_names
+
+    if inputs(model) != inputs(estimator):
+        raise ModelError(f"--emg-only-model {model.path} differs from {estimator.path} in its "
+                         "channels, model rate, conditioning or muscles: it cannot be run on "
+                         "the same envelope and scored beside it")
+    return model
+
+
+def estimate_topics(comparison) -> list[str]:
+    """What the closed loop records for :func:`loop_estimates` besides
+    :data:`emg_msk_ros.closed_loop.RECORDED`."""
+    topics = ["/msk/muscle_states"]
+    if comparison is not None:
+        topics += ["/msk/joint_prediction", "/joint_states",
+                   *scores.estimate_topics(EMG_ONLY_NAMESPACE)]
+    return topics
+
+
+def loop_estimates(session, estimator, comparison) -> dict:
+    """The closed loop's estimates as :mod:`emg_msk_ros.estimate_scores` takes them, with the
+    plant's truth: ``truth``, ``emg_only`` and, with a state-aided ``estimator`` (whose
+    EMG-only ``comparison`` ran beside it), ``state_aided``, ``prediction``, ``readings``."""
+    topics = read_topics(session.record, ["/msk/joint_states", *estimate_topics(comparison)])
+    log, steps = session.plant.log, session.plant.steps
+    series = {"truth": scores.Truth(log["time"][:steps], log["angle"][:steps],
+                                    log["force"][:steps], log["net_moment"][:steps],
+                                    tuple(session.plant.preset.muscle_names))}
+    main = scores.estimates_from(topics["/msk/joint_states"], topics["/msk/muscle_states"],
+                                 str(estimator.path))
+    if comparison is None:
+        return {**series, "emg_only": main}
+    joints, muscles = scores.estimate_topics(EMG_ONLY_NAMESPACE)
+    return {**series, "state_aided": main,
+            "emg_only": scores.estimates_from(topics[joints], topics[muscles],
+                                              str(comparison.path)),
+            "prediction": scores.joint_series(topics["/msk/joint_prediction"]),
+            "readings": scores.joint_series(topics["/joint_states"])}
+
+
+def estimate_report(series: dict, session, estimator, comparison) -> dict:
+    """Each model's estimate against the plant's truth over the unassisted and assisted
+    repeats (:func:`emg_msk_ros.estimate_scores.score_models`)."""
+    dt = session.plant.settings.dt
+    windows = {name: (part.start * dt, part.stop * dt)
+               for name, part in zip(PHASES[:2], session.phases)}
+    horizon = getattr(estimator, "horizon_s", 0.0) if comparison is not None else 0.0
+    result = scores.score_models(
+        series["truth"], session.plant_start_ns, windows, estimator.muscle_names,
+        emg_only=series["emg_only"], state_aided=series.get("state_aided"),
+        prediction=series.get("prediction"), readings=series.get("readings"),
+        horizon_s=horizon)
+    return {"windows_s": windows, "horizon_ms": 1000.0 * horizon,
+            "models": {"state_aided": str(estimator.path) if comparison is not None else None,
+                       "emg_only": str((comparison or estimator).path)}, **result}
 
 
 def closed_loop_report(session, loop, gain: float) -> dict:
@@ -515,6 +573,78 @@ def plot_closed_loop(out: Path, session, report: dict) -> list[Path]:
     return files
 
 
+def plot_estimates(out: Path, series: dict, session, estimate: dict) -> Path:
+    """estimate.png: the plant's truth, the state-aided prediction drawn at the time it
+    predicts (stamp + horizon) and the EMG-only estimate (at its stamp): joint angle and net
+    muscle moment, the scored windows unshaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    truth, start = series["truth"], session.plant_start_ns
+    horizon = estimate["horizon_ms"] / 1000.0
+    fig, (angle, moment) = plt.subplots(2, 1, figsize=(11, 6), sharex=True)
+    angle.plot(truth.time, np.degrees(truth.angle), "k", lw=1.2, label="truth")
+    moment.plot(truth.time, truth.net_moment, "k", lw=1.2, label="truth")
+    scored = estimate["state_aided"]["all"] if estimate["state_aided"] else None
+    if scored is not None:
+        t = (series["prediction"]["stamp_ns"] - start) * 1e-9 + horizon
+        angle.plot(t, np.degrees(series["prediction"]["angle"]), "C0", lw=0.9,
+                   label=f"state-aided, {estimate['horizon_ms']:g} ms ahead, drawn at the time "
+                         f"it predicts (RMSE {scored['angle_ahead_rmse_deg']:.2f}°)")
+        moment.plot((series["state_aided"]["stamp_ns"] - start) * 1e-9,
+                    series["state_aided"]["net_moment"], "C0", lw=0.9,
+                    label=f"state-aided (NRMSE {100 * scored['net_moment_nrmse']:.1f} %)")
+    emg = estimate["emg_only"]["all"]
+    t = (series["emg_only"]["stamp_ns"] - start) * 1e-9
+    angle.plot(t, np.degrees(series["emg_only"]["angle"]), "C1", lw=0.9,
+               label=f"EMG-only, now (RMSE {emg['angle_rmse_deg']:.2f}°)")
+    moment.plot(t, series["emg_only"]["net_moment"], "C1", lw=0.9,
+                label=f"EMG-only (NRMSE {100 * emg['net_moment_nrmse']:.1f} %)")
+    end = max(stop for _, stop in estimate["windows_s"].values())
+    for ax in (angle, moment):
+        ax.axvspan(end, truth.time[-1], color="0.9", zorder=0)  # the e-stop repeat: not scored
+        ax.legend(loc="upper right", fontsize=8)
+    angle.set(ylabel="joint angle (deg)", title="The estimates against the truth (grey: not "
+              "scored)")
+    moment.set(xlabel="time (s)", ylabel="net muscle moment (N·m)")
+    fig.tight_layout()
+    path = out / "estimate.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def print_estimates(estimate: dict) -> None:
+    """The estimate section of the closed-loop report as aligned lines."""
+    columns = [*estimate["windows_s"], "all"]
+    models = estimate["models"]
+    samples = estimate["emg_only"]["all"]["samples"]
+    print(f"  estimates against the plant's truth, by stamp ({samples} stamps, the same for every "
+          "model: unassisted and assisted repeats, after the first full window)")
+    print(f"  {'':44s}" + "".join(f"{name:>11s}" for name in columns))
+
+    def row(label, model, key, scale=1.0, fmt="{:11.2f}"):
+        print(f"  {label:44s}" + "".join(fmt.format(scale * estimate[model][c][key])
+                                          for c in columns))
+
+    def now(model):
+        row("  angle now RMSE deg", model, "angle_rmse_deg")
+        row("  force NRMSE % (mean over muscles)", model, "force_nrmse", 100.0, "{:11.1f}")
+        row("  net moment NRMSE %", model, "net_moment_nrmse", 100.0, "{:11.1f}")
+
+    if estimate["state_aided"]:
+        print(f"  state-aided {Path(models['state_aided']).name}")
+        row(f"  angle {estimate['horizon_ms']:g} ms ahead RMSE deg", "state_aided",
+            "angle_ahead_rmse_deg")
+        row("  constant velocity from joint_states, deg", "state_aided",
+            "constant_velocity_rmse_deg")
+        now("state_aided")
+    print(f"  EMG-only {Path(models['emg_only']).name}")
+    now("emg_only")
+
+
 def print_closed_loop(report: dict) -> None:
     """The closed-loop report as aligned lines."""
     print(f"\nemg-msk demo (closed loop): {report['task_s']:.1f} s task, moment_fraction "
@@ -556,6 +686,7 @@ def print_closed_loop(report: dict) -> None:
               f"{lat['max']:.2f} ms")
     print(f"  dropped/repeated {report['dropped']} / {report['repeated']}; sent/received "
           f"{report['messages_sent_received']}")
+    print_estimates(report["estimate"])
     print(f"  safety checks {report['checks']['safety']}")
     print(f"  targets       {report['checks']['targets']}")
     print(f"  wall time {report['wall_s']:.1f} s; plots {', '.join(report['plots'])}")

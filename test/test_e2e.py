@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from emg_msk_ros import cli
-from emg_msk_ros.demo import recorded_estimates
+from emg_msk_ros.estimate_scores import recorded_estimates
 from emg_msk_ros.io.bag_replay import read_topics
 from emg_msk_ros.io.session_bag import read_recording
 from emg_msk_ros.learning.inference import estimate_offline, load_model

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from emg_msk_ros.demo import recorded_estimates
+from emg_msk_ros.estimate_scores import recorded_estimates
 from emg_msk_ros.io.bag_replay import read_topics
 from emg_msk_ros.io.session_bag import read_recording, write_recording
 from emg_msk_ros.io.sources import simulated_recording
