@@ -382,23 +382,26 @@ def run_closed_loop(args: argparse.Namespace) -> int:
     try:
         session = loop.run_session(config, out / "record", enable_repeat=1, estop_repeat=2,
                                    progress=progress, observers=observers,
-                                   record_topics=estimate_topics(comparison))
+                                   record_topics=scored_topics(comparison))
     except GraphError as exc:
         print(f"emg-msk demo: {exc}", file=sys.stderr)
         return 2
-    print("[2/2] scoring the phases and the recorded commands ...", flush=True)
+    print("[2/2] scoring the phases, the recorded commands and the estimates ...", flush=True)
     report = closed_loop_report(session, loop, args.gain)
-    series = loop_estimates(session, estimator, comparison)
-    report["estimate"] = estimate_report(series, session, estimator, comparison)
     report["plots"] = [str(p) for p in plot_closed_loop(out, session, report)]
-    report["plots"].append(str(plot_estimates(out, series, session, report["estimate"])))
+    try:
+        series = loop_estimates(session, estimator, comparison)
+        report["estimate"] = estimate_report(series, session, estimator, comparison)
+        report["plots"].append(str(plot_estimates(out, series, session, report["estimate"])))
+    except ValueError as exc:  # e.g. too few estimates: say why; the loop's report stands
+        report["estimate"] = {"error": str(exc)}
     report["wall_s"] = time.monotonic() - started
     (out / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         print_closed_loop(report)
-    return 0 if report["checks"]["safe"] else 1
+    return 0 if report["checks"]["safe"] and "error" not in report["estimate"] else 1
 
 
 def emg_only_beside(estimator, name: str):
@@ -424,7 +427,7 @@ def emg_only_beside(estimator, name: str):
     return model
 
 
-def estimate_topics(comparison) -> list[str]:
+def scored_topics(comparison) -> list[str]:
     """What the closed loop records for :func:`loop_estimates` besides
     :data:`emg_msk_ros.closed_loop.RECORDED`."""
     topics = ["/msk/muscle_states"]
@@ -438,7 +441,7 @@ def loop_estimates(session, estimator, comparison) -> dict:
     """The closed loop's estimates as :mod:`emg_msk_ros.estimate_scores` takes them, with the
     plant's truth: ``truth``, ``emg_only`` and, with a state-aided ``estimator`` (whose
     EMG-only ``comparison`` ran beside it), ``state_aided``, ``prediction``, ``readings``."""
-    topics = read_topics(session.record, ["/msk/joint_states", *estimate_topics(comparison)])
+    topics = read_topics(session.record, ["/msk/joint_states", *scored_topics(comparison)])
     log, steps = session.plant.log, session.plant.steps
     series = {"truth": scores.Truth(log["time"][:steps], log["angle"][:steps],
                                     log["force"][:steps], log["net_moment"][:steps],
@@ -618,6 +621,9 @@ def plot_estimates(out: Path, series: dict, session, estimate: dict) -> Path:
 
 def print_estimates(estimate: dict) -> None:
     """The estimate section of the closed-loop report as aligned lines."""
+    if "error" in estimate:
+        print(f"  estimates not scored: {estimate['error']}")
+        return
     columns = [*estimate["windows_s"], "all"]
     models = estimate["models"]
     samples = estimate["emg_only"]["all"]["samples"]
