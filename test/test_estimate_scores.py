@@ -12,6 +12,8 @@ import pytest
 
 from emg_msk_ros.estimate_scores import Truth, score_models
 
+pytestmark = pytest.mark.kernels  # numpy's interpolation and sums, compared with tolerances
+
 START = 10**18  # ns: stamp of EMG sample 0
 DT = 0.002  # s, the plant's step
 RATE = 100.0  # Hz, estimates
