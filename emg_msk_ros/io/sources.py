@@ -206,13 +206,12 @@ class LslSource:
 
     Chunks are what has arrived when the source pulls (at most ``max_chunk`` samples), each
     chunk the amplifier sent whole (see :meth:`_pull`), so the amplifier's own chunking sets the
-    latency. LSL timestamps (the sender's ``local_clock``, s)
-    are mapped to the system clock with the inlet's time correction and the offset between
-    ``pylsl.local_clock()`` and ``time.time_ns()`` measured at each connection; the stream index
-    of each chunk follows from them (:class:`TimestampIndexer`, ``gap_tolerance`` s), so gaps
-    and restarts show as jumps. Channel names come from the stream's
-    ``desc/channels/channel/label`` entries (``CH1..CHn`` when absent). Values are taken to be
-    volts times ``scale`` (e.g. 1e-6 for a stream in µV).
+    latency. LSL timestamps (the sender's ``local_clock``, s) are mapped to the system clock
+    with the inlet's time correction and the offset between ``pylsl.local_clock()`` and
+    ``time.time_ns()`` measured at each connection; the stream index of each chunk follows from
+    them (:class:`TimestampIndexer`, ``gap_tolerance`` s), so gaps and restarts show as jumps.
+    Channel names come from the stream's ``desc/channels/channel/label`` entries (``CH1..CHn``
+    when absent). Values are taken to be volts times ``scale`` (e.g. 1e-6 for a stream in µV).
     """
 
     RESOLVE_WAIT = 0.5  # s between reports while waiting for the stream
