@@ -214,6 +214,27 @@ def test_a_chunk_being_unpacked_is_passed_on_whole_and_never_held_back(delay):
     assert passed_on[0] <= sent[0] + source.GATHER_WAIT + 1e-9
 
 
+def test_a_stream_sent_sample_by_sample_is_not_gathered_into_long_chunks():
+    """An outlet that pushes each sample alone, 0.8 ms (more than a sample period) after it is
+    acquired: at each pull the clock says another sample has been acquired, and it does arrive
+    within GATHER_WAIT; a pull takes at most that one more (what had been acquired when it
+    woke), rather than gathering sample after sample as they keep coming."""
+    rate, count, delay = 2000.0, 200, 0.0008
+    stamps = 10.0 + np.arange(count) / rate
+    inlet = UnpackingInlet([(t + delay, np.array([t]), values(k, 1))
+                            for k, t in enumerate(stamps)])
+    source = sources.LslSource("amplifier")
+    connected_to(source, inlet, rate)
+    chunks = []
+    for chunk in source.stream(0, threading.Event()):
+        chunks.append(chunk)
+        if sum(c.data.shape[0] for c in chunks) >= count - 1:
+            break
+    assert max(c.data.shape[0] for c in chunks) <= 2
+    data = np.concatenate([c.data for c in chunks])
+    np.testing.assert_array_equal(data, values(0, len(data)))
+
+
 def test_gaps_and_restarts_show_as_index_jumps(pylsl, lsl_name):
     rate, reports = 100.0, []
     first = lsl_outlet(pylsl, lsl_name, ["A", "B"], rate, chunk=0, source_id=f"{lsl_name}_1")

@@ -376,26 +376,22 @@ class LslSource:
         unpacked (the woken pull takes the CPU): taken as it is, one chunk would leave in two
         or more messages, the first of them as late as the amplifier's own buffering. So a pull
         with fewer samples than the amplifier sends at a time (the most it took in the last
-        SIZE_MEMORY pulls) waits up to GATHER_WAIT s for those of the rest that the clock says
-        have been acquired. A complete chunk is not held back; a chunk smaller than the recent
-        ones costs that wait once.
+        SIZE_MEMORY pulls) waits up to GATHER_WAIT s for the rest, as far as the clock says they
+        had been acquired when it woke (later ones cannot have been sent with them). A complete
+        chunk is not held back; a chunk smaller than the recent ones costs that wait.
         """
         data, stamps = self._inlet.pull_chunk(timeout=self.PULL_WAIT, max_samples=self.max_chunk,
                                               min_samples=1, as_numpy=True)
-        sent = max(self._sizes, default=self.max_chunk)
-        while 0 < len(stamps) < sent:
-            acquired = int((self._lsl.local_clock() - self._correction - stamps[-1])
-                           * self.sample_rate)
-            if acquired < 1:
-                break
-            wanted = min(acquired, sent - len(stamps))
+        if not len(stamps):
+            return data, stamps
+        acquired = int((self._lsl.local_clock() - self._correction - stamps[-1])
+                       * self.sample_rate)
+        wanted = min(acquired, max(self._sizes, default=self.max_chunk) - len(stamps))
+        if wanted > 0:
             more, more_stamps = self._inlet.pull_chunk(timeout=self.GATHER_WAIT,
                                                        max_samples=wanted, as_numpy=True)
             data, stamps = np.concatenate([data, more]), np.concatenate([stamps, more_stamps])
-            if len(more_stamps) < wanted:  # waited GATHER_WAIT in vain: nothing more in flight
-                break
-        if len(stamps):
-            self._sizes.append(len(stamps))
+        self._sizes.append(len(stamps))
         return data, stamps
 
     def stream(self, start_ns: int, stop: threading.Event) -> Iterator[Chunk]:
