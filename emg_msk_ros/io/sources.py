@@ -374,7 +374,7 @@ class LslSource:
         The inlet's receiving thread hands samples over one by one as it unpacks them, and the
         first sample of an amplifier's chunk wakes the pull at once, mostly before the rest is
         unpacked (the woken pull takes the CPU): taken as it is, one chunk would leave in two
-        or more messages, the first of them as late as the amplifier's own buffering. So a pull
+        or more messages, the rest behind the first one's publishing and conditioning. So a pull
         with fewer samples than the amplifier sends at a time (the most it took in the last
         SIZE_MEMORY pulls) waits up to GATHER_WAIT s for the rest, as far as the clock says they
         had been acquired when it woke (later ones cannot have been sent with them). A complete
