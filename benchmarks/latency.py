@@ -1,7 +1,7 @@
 """End-to-end latency and CPU of the node graph at 2 kHz × 8 channels in 10-sample chunks.
 
 ``emg-msk bench latency [--json] [--quick] [--duration S] [--channels 8] [--executor events]
-[--source bag|lsl]``
+[--source bag|lsl] [--realtime]``
 
 The graph (emg_driver → emg_conditioner → msk_estimator → assist_controller) runs in this
 process exactly as ``emg-msk run`` builds it; a *separate process* subscribes to its outputs and
@@ -39,7 +39,18 @@ reported, over the same window:
   source hands the chunk over (inlet, pull, index and stamps, in the graph's process);
 - ``bare pylsl push->pull``: the same, for a bare pylsl inlet on the same outlet in a third
   process that only pulls, told the chunk size (the baseline), and the ratio of the two (p50
-  and p99).
+  and p99);
+- ``LSL hop - bare, same chunk``: the two hops of each chunk subtracted, chunk by chunk (what
+  the outlet's own timing adds to both cancels out: the least noisy of these on a busy
+  machine).
+
+The driver is not told the chunk size: it passes on what has arrived, each chunk the outlet
+pushed whole (a pull woken by a chunk's first sample waits for the rest being unpacked; see
+``LslSource._pull``). ``n`` of the hop above ``n`` of the bare pull would mean split chunks.
+
+``--realtime`` runs every process of the benchmark at SCHED_FIFO 10 (they inherit it), so that
+other processes on a shared machine do not set the p99. On a shared machine note the load
+average (``uptime``) beside the numbers and run the benchmark at least twice.
 """
 
 from __future__ import annotations
@@ -280,11 +291,28 @@ class LslFeed:
 
         latency = result["latency_ms"]
         latency.pop("emg/raw hop (from release)")  # LSL chunks are not all of CHUNK samples
+        bare_rows = np.load(self.bare_out)["rows"]
         hop = latency["LSL hop (driver)"] = percentiles(within(self.hops))
-        bare = latency["bare pylsl push->pull"] = percentiles(
-            within(np.load(self.bare_out)["rows"]))
+        bare = latency["bare pylsl push->pull"] = percentiles(within(bare_rows))
+        latency["LSL hop - bare, same chunk"] = percentiles(
+            within(same_chunk_difference(self.hops, bare_rows)))
         result["source"] = "lsl"
         result["lsl_hop_over_bare"] = {q: hop[q] / bare[q] for q in ("p50", "p99")}
+
+
+def same_chunk_difference(hops, bare_rows) -> np.ndarray:
+    """(newest sample's stamp, driver's hop - bare inlet's hop) for each chunk both handed over
+    whole (ns): the stamps of the same sample agree to well within half a sample period (each
+    process maps the LSL clock to the system clock on its own)."""
+    hops = np.asarray(hops, dtype=np.int64).reshape(-1, 2)
+    bare_rows = bare_rows[np.argsort(bare_rows[:, 0])]
+    if not len(hops) or not len(bare_rows):
+        return np.empty((0, 2), dtype=np.int64)
+    at = np.clip(np.searchsorted(bare_rows[:, 0], hops[:, 0]), 1, len(bare_rows) - 1)
+    nearest = np.where(np.abs(bare_rows[at - 1, 0] - hops[:, 0])
+                       < np.abs(bare_rows[at, 0] - hops[:, 0]), at - 1, at)
+    same = np.abs(bare_rows[nearest, 0] - hops[:, 0]) < 0.5e9 / SAMPLE_RATE
+    return np.column_stack([hops[same, 0], hops[same, 1] - bare_rows[nearest[same], 1]])
 
 
 def bare_inlet(name: str, out: str) -> int:
@@ -339,7 +367,7 @@ def summarise(samples, window, cpu: float, rss: np.ndarray, counts: dict, estima
     return {
         "channels": len(estimator.channel_names), "sample_rate_hz": SAMPLE_RATE,
         "chunk": CHUNK, "model_rate_hz": estimator.model_rate, "executor": args.executor,
-        "duration_s": args.duration,
+        "duration_s": args.duration, "realtime": args.realtime,
         "latency_ms": {
             "emg/raw hop (from release)": percentiles((raw[:, 1] - raw[:, 0] - release_ns) / 1e6),
             "estimate (from EMG stamp)": percentiles((joint[:, 1] - joint[:, 0]) / 1e6),
@@ -358,6 +386,7 @@ def print_table(result: dict) -> None:
     print(f"end-to-end latency: {result['channels']} channels x {result['sample_rate_hz']:g} Hz, "
           f"{result['chunk']}-sample chunks, model {result['model_rate_hz']:g} Hz, "
           f"{result['executor']} executor, {result['duration_s']:g} s"
+          + (", SCHED_FIFO 10" if result["realtime"] else "")
           + (", over LSL (EMG stamp: the outlet's timestamp)" if "source" in result else ""))
     print(f"{'path':34s} {'n':>7s} {'p50 ms':>8s} {'p99 ms':>8s} {'max ms':>8s}")
     for name, row in result["latency_ms"].items():
@@ -388,6 +417,11 @@ def main(argv: list[str]) -> int:
                              "by emg-msk stream and read over LSL")
     parser.add_argument("--warmup", type=float, default=3.0,
                         help="seconds the graph runs before the measurement starts")
+    parser.add_argument("--realtime", action="store_true",
+                        help="run every process of the benchmark (graph, probe, and with "
+                             "--source lsl the outlet and the bare inlet) at real-time priority "
+                             "(SCHED_FIFO 10; needs the privilege), so that other processes on "
+                             "a shared machine do not set the p99")
     parser.add_argument("--probe", help=argparse.SUPPRESS)
     parser.add_argument("--bare-inlet", nargs=2, help=argparse.SUPPRESS)
     add_quick(parser, "1 s measured after a 0.5 s warm-up")
@@ -396,6 +430,8 @@ def main(argv: list[str]) -> int:
         return probe(args.probe)
     if args.bare_inlet:
         return bare_inlet(*args.bare_inlet)
+    if args.realtime:  # before any thread or child: they inherit it
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))  # PermissionError if not
     from emg_msk_ros.demo import keep_dds_local
 
     for note in keep_dds_local():

@@ -13,6 +13,13 @@ The run ends after ``--duration`` s, when a replayed session has gone through th
 or on Ctrl-C. Shutdown is ordered: the assist controller publishes zero torque first, then the
 driver stops, the recorder finishes its bag, and the nodes are destroyed.
 
+All nodes also share one Python interpreter: each time a chunk arrives, the driver's streaming
+thread must get the GIL from the thread running the callbacks. A thread waiting for the GIL
+forces a switch only after the switch interval (CPython's default: 5 ms); until then the
+callbacks' thread may keep taking it back, so a chunk could wait up to 5 ms. While a graph
+exists, the interval is ``GIL_SWITCH_S`` (0.5 ms). Under ``ros2 launch`` each node has a
+process (and GIL) of its own.
+
 The library interface is :class:`Graph` (used by ``emg-msk demo``, the tests and benchmarks).
 """
 
@@ -43,6 +50,7 @@ NODE_CLASSES: dict[str, tuple[str, str]] = {
     "assist_controller": ("emg_msk_ros.nodes.assist_controller", "AssistControllerNode"),
 }
 EXECUTORS = ("events", "single", "multi")
+GIL_SWITCH_S = 0.0005  # s, CPython's switch interval while a graph exists (see above)
 RECORDER_NODE = "emg_msk_recorder"
 PLAYER_NODE = "emg_msk_player"
 DIAGNOSTICS = "/diagnostics"
@@ -138,6 +146,8 @@ class Graph:
         self.player = None
         self._extra_nodes = []
         self._closed = False
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(GIL_SWITCH_S)
         try:
             for name, (module, cls) in NODE_CLASSES.items():
                 if name in config:
@@ -360,6 +370,7 @@ class Graph:
         if executor is not None:
             executor.shutdown()
         rclpy.try_shutdown(context=self.context)
+        sys.setswitchinterval(self._switch_interval)
 
     def __enter__(self) -> Graph:
         return self

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 
 import numpy as np
 import pytest
@@ -124,6 +125,114 @@ def test_chunks_are_what_the_amplifier_sent_not_a_fixed_size(pylsl, lsl_name):
     sizes = [c.data.shape[0] for c in consumer.chunks]
     assert max(sizes) <= source.max_chunk
     assert sum(size <= 7 for size in sizes) > len(sizes) / 2, sizes
+
+
+class UnpackingInlet:
+    """A stand-in for a pylsl inlet that plays out, on a simulated clock, the race between
+    liblsl's receiving thread and a pull: each amplifier chunk arrives whole at its send time,
+    and the receiving thread unpacks it into the queue sample by sample; a pull blocked on the
+    first sample wakes as soon as that one is queued and, running at once, finds the rest not
+    yet unpacked (they are while it blocks again). ``now`` (s) is the simulated clock."""
+
+    def __init__(self, chunks: list[tuple[float, np.ndarray, np.ndarray]]) -> None:
+        self.chunks = list(chunks)  # (send time s, LSL stamps s, samples), in order
+        self.now = 0.0
+        self.queued: list[tuple[float, np.ndarray]] = []
+        self.unpacking: list[tuple[float, np.ndarray]] = []  # arrived, not yet queued
+        self.lsl = types.SimpleNamespace(local_clock=lambda: self.now,
+                                         util=types.SimpleNamespace(LostError=ConnectionError))
+
+    def _arrive(self, until: float) -> bool:
+        """The next chunk arrives if it is sent by ``until`` (the clock moves to it)."""
+        if not self.chunks or self.chunks[0][0] > until:
+            return False
+        sent, stamps, data = self.chunks.pop(0)
+        self.now = max(self.now, sent)
+        self.unpacking += list(zip(stamps, data))
+        return True
+
+    def _once(self, timeout: float, count: int):
+        if timeout > 0:  # blocked: the receiving thread runs
+            if len(self.queued) < count and not self.unpacking:
+                self._arrive(self.now + timeout)
+            if count == 1 and not self.queued and self.unpacking:  # woken by the first
+                self.queued.append(self.unpacking.pop(0))
+            else:
+                self.queued += self.unpacking
+                self.unpacking = []
+            if len(self.queued) < count:  # waited in vain for the rest
+                self.now += timeout
+        taken, self.queued = self.queued[:count], self.queued[count:]
+        return (np.array([d for _, d in taken]).reshape(-1, 2),
+                np.array([t for t, _ in taken], dtype=np.float64))
+
+    def pull_chunk(self, timeout=0.0, max_samples=1024, min_samples=None, as_numpy=True):
+        """pylsl's pull_chunk: up to ``max_samples``, waiting up to ``timeout`` for all of
+        them, or (``min_samples``) for that many, then taking what is queued."""
+        if min_samples is None:
+            return self._once(timeout, max_samples)
+        data, stamps = self._once(timeout, min_samples)
+        if not len(stamps):
+            return data, stamps
+        more, more_stamps = self._once(0.0, max_samples - len(stamps))
+        return np.concatenate([data, more]), np.concatenate([stamps, more_stamps])
+
+
+def connected_to(source: sources.LslSource, inlet: UnpackingInlet, rate: float,
+                 channels: int = 2) -> None:
+    """``source`` as if connected to ``inlet`` (a stream at ``rate`` Hz, LSL clock = system
+    clock + 0)."""
+    source._lsl, source._inlet = inlet.lsl, inlet
+    source.sample_rate, source.channel_names = rate, [f"CH{k + 1}" for k in range(channels)]
+    source._indexer = sources.TimestampIndexer(rate, source.gap_tolerance)
+
+
+@pytest.mark.parametrize("delay", [0.0002, 0.0008])  # under and over one sample period
+def test_a_chunk_being_unpacked_is_passed_on_whole_and_never_held_back(delay):
+    """10-sample chunks at 2 kHz, each sent ``delay`` s after its last sample is acquired: each
+    leaves the source as one chunk (a pull woken by its first sample waits for the rest being
+    unpacked) and, once the source has seen how many samples the amplifier sends at a time,
+    as soon as it arrives (no wait for samples the clock says are acquired but not yet sent)."""
+    rate, size, count = 2000.0, 10, 12
+    stamps = [(10.0 + np.arange(k * size, (k + 1) * size) / rate) for k in range(count)]
+    inlet = UnpackingInlet([(s[-1] + delay, s, values(k * size, size))
+                            for k, s in enumerate(stamps)])
+    source = sources.LslSource("amplifier")
+    connected_to(source, inlet, rate)
+    stop, chunks, passed_on = threading.Event(), [], []
+    for chunk in source.stream(0, stop):
+        chunks.append(chunk)
+        passed_on.append(inlet.now)
+        if len(chunks) == count:
+            break
+    assert [c.data.shape[0] for c in chunks] == [size] * count
+    np.testing.assert_array_equal(np.concatenate([c.data for c in chunks]),
+                                  values(0, size * count))
+    assert [c.first_sample_index for c in chunks] == list(range(0, size * count, size))
+    sent = [s[-1] + delay for s in stamps]
+    assert passed_on[1:] == pytest.approx(sent[1:], abs=1e-9)
+    assert passed_on[0] <= sent[0] + source.GATHER_WAIT + 1e-9
+
+
+def test_a_stream_sent_sample_by_sample_is_not_gathered_into_long_chunks():
+    """An outlet that pushes each sample alone, 0.8 ms (more than a sample period) after it is
+    acquired: at each pull the clock says another sample has been acquired, and it does arrive
+    within GATHER_WAIT; a pull takes at most that one more (what had been acquired when it
+    woke), rather than gathering sample after sample as they keep coming."""
+    rate, count, delay = 2000.0, 200, 0.0008
+    stamps = 10.0 + np.arange(count) / rate
+    inlet = UnpackingInlet([(t + delay, np.array([t]), values(k, 1))
+                            for k, t in enumerate(stamps)])
+    source = sources.LslSource("amplifier")
+    connected_to(source, inlet, rate)
+    chunks = []
+    for chunk in source.stream(0, threading.Event()):
+        chunks.append(chunk)
+        if sum(c.data.shape[0] for c in chunks) >= count - 1:
+            break
+    assert max(c.data.shape[0] for c in chunks) <= 2
+    data = np.concatenate([c.data for c in chunks])
+    np.testing.assert_array_equal(data, values(0, len(data)))
 
 
 def test_gaps_and_restarts_show_as_index_jumps(pylsl, lsl_name):

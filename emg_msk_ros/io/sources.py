@@ -18,6 +18,7 @@ Stamps are integer ns on the system clock (``time.time_ns()``, ROS's system time
 
 from __future__ import annotations
 
+import collections
 import math
 import threading
 import time
@@ -203,14 +204,14 @@ class LslSource:
     (a restarted app: a new outlet; or the same one after a network break, once the resolver
     still lists it after it would have forgotten it) must have the same channels and rate.
 
-    Chunks are what has arrived when the source pulls (at most ``max_chunk`` samples), so the
-    amplifier's own chunking sets the latency. LSL timestamps (the sender's ``local_clock``, s)
-    are mapped to the system clock with the inlet's time correction and the offset between
-    ``pylsl.local_clock()`` and ``time.time_ns()`` measured at each connection; the stream index
-    of each chunk follows from them (:class:`TimestampIndexer`, ``gap_tolerance`` s), so gaps
-    and restarts show as jumps. Channel names come from the stream's
-    ``desc/channels/channel/label`` entries (``CH1..CHn`` when absent). Values are taken to be
-    volts times ``scale`` (e.g. 1e-6 for a stream in µV).
+    Chunks are what has arrived when the source pulls (at most ``max_chunk`` samples), each
+    chunk the amplifier sent whole (see :meth:`_pull`), so the amplifier's own chunking sets the
+    latency. LSL timestamps (the sender's ``local_clock``, s) are mapped to the system clock
+    with the inlet's time correction and the offset between ``pylsl.local_clock()`` and
+    ``time.time_ns()`` measured at each connection; the stream index of each chunk follows from
+    them (:class:`TimestampIndexer`, ``gap_tolerance`` s), so gaps and restarts show as jumps.
+    Channel names come from the stream's ``desc/channels/channel/label`` entries (``CH1..CHn``
+    when absent). Values are taken to be volts times ``scale`` (e.g. 1e-6 for a stream in µV).
     """
 
     RESOLVE_WAIT = 0.5  # s between reports while waiting for the stream
@@ -218,6 +219,8 @@ class LslSource:
     CONNECT_WAIT = 2.0  # s for each step of connecting (info, stream, clock offset)
     PULL_WAIT = 0.1  # s a pull waits for a first sample (how soon a stop is seen)
     SILENCE_REPORT = 0.5  # s without samples between reports of a silent stream
+    GATHER_WAIT = 0.0005  # s a pull waits for the rest of a chunk being unpacked
+    SIZE_MEMORY = 8  # pulls whose sizes say how many samples the amplifier sends at a time
 
     def __init__(self, name: str, timeout: float = 5.0, *, scale: float = 1.0,
                  max_chunk: int = 100, gap_tolerance: float = 0.005,
@@ -247,6 +250,7 @@ class LslSource:
         self._offset_ns = 0
         self._correction = 0.0  # s to add to the sender's LSL times to get this clock's
         self._indexer: TimestampIndexer | None = None
+        self._sizes: collections.deque[int] = collections.deque(maxlen=self.SIZE_MEMORY)
 
     @staticmethod
     def _import_pylsl():
@@ -327,6 +331,7 @@ class LslSource:
         if self._indexer is None:
             self._indexer = TimestampIndexer(rate, self.gap_tolerance)
         self._inlet, self._uid = inlet, info.uid()
+        self._sizes.clear()
         self._set_state(f"connected to LSL stream {info.name()!r} on {info.hostname()}",
                         problem=False)
         return True
@@ -366,24 +371,27 @@ class LslSource:
     def _pull(self) -> tuple[np.ndarray, np.ndarray]:
         """(samples, LSL timestamps) that have arrived, waiting up to PULL_WAIT s for the first.
 
-        The inlet hands samples over one by one as it unpacks them, so a pull woken by the first
-        sample of an amplifier's chunk may split it. So while the clock says samples newer than
-        the last pulled have been acquired, those queued meanwhile are taken too (without
-        waiting: a sample still in flight comes with the next message rather than late).
+        The inlet's receiving thread hands samples over one by one as it unpacks them, and the
+        first sample of an amplifier's chunk wakes the pull at once, mostly before the rest is
+        unpacked (the woken pull takes the CPU): taken as it is, one chunk would leave in two
+        or more messages, the rest behind the first one's publishing and conditioning. So a pull
+        with fewer samples than the amplifier sends at a time (the most it took in the last
+        SIZE_MEMORY pulls) waits up to GATHER_WAIT s for the rest, as far as the clock says they
+        had been acquired when it woke (later ones cannot have been sent with them). A complete
+        chunk is not held back; a chunk smaller than the recent ones costs that wait.
         """
         data, stamps = self._inlet.pull_chunk(timeout=self.PULL_WAIT, max_samples=self.max_chunk,
                                               min_samples=1, as_numpy=True)
-        while 0 < len(stamps) < self.max_chunk:
-            acquired = int((self._lsl.local_clock() - self._correction - stamps[-1])
-                           * self.sample_rate)
-            if acquired < 1:
-                break
-            more, more_stamps = self._inlet.pull_chunk(
-                timeout=0.0, as_numpy=True,
-                max_samples=min(acquired, self.max_chunk - len(stamps)))
-            if not len(more_stamps):
-                break
+        if not len(stamps):
+            return data, stamps
+        acquired = int((self._lsl.local_clock() - self._correction - stamps[-1])
+                       * self.sample_rate)
+        wanted = min(acquired, max(self._sizes, default=self.max_chunk) - len(stamps))
+        if wanted > 0:
+            more, more_stamps = self._inlet.pull_chunk(timeout=self.GATHER_WAIT,
+                                                       max_samples=wanted, as_numpy=True)
             data, stamps = np.concatenate([data, more]), np.concatenate([stamps, more_stamps])
+        self._sizes.append(len(stamps))
         return data, stamps
 
     def stream(self, start_ns: int, stop: threading.Event) -> Iterator[Chunk]:
