@@ -318,6 +318,7 @@ def _data_folder(rk, args) -> Path | None:
 def _quick(settings):
     """The smoke run's training settings [7]."""
     return settings.replace("optim", max_epochs=QUICK["epochs"],
+                            state_aided_max_epochs=QUICK["epochs"],
                             min_epoch_batches=QUICK["batches"])
 
 

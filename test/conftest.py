@@ -141,7 +141,8 @@ def state_aided_model(tmp_path_factory, state_aided_session):
     from emg_msk_ros.physics.preset import load_preset
     from emg_msk_ros.signal.config import load_settings
 
-    settings = load_training_settings().replace("optim", max_epochs=1, min_epoch_batches=2)
+    settings = load_training_settings().replace("optim", state_aided_max_epochs=1,
+                                                min_epoch_batches=2)
     settings = settings.replace("data", min_train_s=1.0, stride=4)
     trained = train_on_recordings([state_aided_session], ["s3"], load_preset("knee"), settings,
                                   load_settings(), horizon_ms=100.0)

@@ -24,10 +24,10 @@ from emg_msk_ros.learning.inference import ModelError, estimate_offline, load_mo
 from emg_msk_ros.learning.joint_input import hold_at, measured_state
 from emg_msk_ros.learning.metadata import META_FILE, ONNX_FILE, WEIGHTS_FILE, ahead_steps
 from emg_msk_ros.learning.runtime import TensorSpec
-from emg_msk_ros.learning.settings import ModelSettings
+from emg_msk_ros.learning.settings import ModelSettings, load_training_settings
 from emg_msk_ros.learning.state_inference import StateAidedEstimator
 from emg_msk_ros.learning.state_loss import future_trajectory
-from emg_msk_ros.learning.state_model import StateAidedPICNN
+from emg_msk_ros.learning.state_model import MOTION_TAPS, StateAidedPICNN
 from emg_msk_ros.paths import models_dir
 from emg_msk_ros.physics import muscle as hill
 from emg_msk_ros.physics.preset import load_preset
@@ -96,9 +96,10 @@ def test_horizons_must_be_whole_model_steps():
 
 
 def test_the_network_is_causal_and_corrects_constant_velocity_extrapolation():
-    settings = ModelSettings(hidden=8, kernel=3, levels=2, horizon=4)
+    settings = ModelSettings(hidden=8, kernel=3, levels=4, horizon=4)  # receptive field 31
     torch.manual_seed(0)
     net = StateAidedPICNN(2, 3, settings, ahead=5, dt=0.01, step_scale=0.1).eval()
+    assert net.taps == MOTION_TAPS < net.window - 4
     w = net.window
     x, state = torch.rand(1, 2, w), torch.rand(1, 2, w)
     angle, force = net(x, state)
@@ -111,10 +112,17 @@ def test_the_network_is_causal_and_corrects_constant_velocity_extrapolation():
     # outputs before the last step do not see the changed last sample
     torch.testing.assert_close(again[..., :-1], angle[..., :-1])
     torch.testing.assert_close(again_force[..., :-1], force[..., :-1])
-    # zeroing the head leaves constant-velocity extrapolation from the measured state
+    # the angle reads the joint state of the last `taps` steps (the first of them also the
+    # angle one step before, for its change per step), not the EMG
+    other_x, older_state = torch.rand(1, 2, w), state.clone()
+    older_state[..., :w - 4 - net.taps] = torch.rand(1, 2, w - 4 - net.taps)
+    torch.testing.assert_close(net(other_x, older_state)[0], angle)
+    assert not torch.allclose(net(other_x, older_state)[1], force)
+    # zeroing the motion branch's outputs leaves constant-velocity extrapolation
     with torch.no_grad():
-        net.head.weight.zero_()
-        net.head.bias.zero_()
+        for layer in (net.motion[-1], net.motion_linear):
+            layer.weight.zero_()
+            layer.bias.zero_()
     flat, _ = net(x, state)
     lead = 0.01 * torch.arange(6.0).reshape(6, 1)
     torch.testing.assert_close(flat[0], state[0, 0, -4:] + lead * state[0, 1, -4:])
@@ -138,6 +146,19 @@ def test_a_state_aided_model_loads_and_records_its_kind(state_aided_model):
     assert estimator.meta["ahead"] == {"steps": 10, "horizon_ms": 100.0}
     assert estimator.meta["joint_state_input"]["rows"] == ["angle", "velocity"]
     assert estimator.horizon_s == pytest.approx(0.1)
+    # trained with the state-aided settings (the fixture sets state_aided_max_epochs=1 and
+    # leaves max_epochs at the EMG-only model's 40)
+    assert estimator.meta["training"]["epochs"] == 1
+
+
+def test_the_state_aided_settings_replace_the_emg_only_ones():
+    settings = load_training_settings().replace("optim", max_epochs=7, patience=3,
+                                                state_aided_max_epochs=11,
+                                                state_aided_patience=5)
+    settings = settings.replace("loss", hill_weight=0.0, state_aided_hill_weight=0.4)
+    state = settings.state_aided()
+    assert (state.optim.max_epochs, state.optim.patience, state.loss.hill_weight) == (11, 5, 0.4)
+    assert (settings.optim.max_epochs, settings.loss.hill_weight) == (7, 0.0)
 
 
 def test_a_state_aided_model_refuses_a_path_without_joint_states(state_aided_model):
@@ -291,7 +312,6 @@ def test_train_refuses_a_horizon_for_the_emg_only_model(tmp_path, capsys):
 
 
 def test_training_refuses_a_horizon_between_model_steps(state_aided_session):
-    from emg_msk_ros.learning.settings import load_training_settings
     from emg_msk_ros.learning.train import train_on_recordings
 
     with pytest.raises(ds.DataError, match="whole number"):

@@ -83,6 +83,7 @@ class LossSettings:
     physics_warmup_epochs: int = 5  # lambda rises linearly from 0 over these epochs
     hill_weight: float = 0.0  # Hill-consistency weight when forces are labelled
     hill_weight_unlabelled: float = 0.1  # Hill-consistency weight when they are not
+    state_aided_hill_weight: float = 0.3  # hill_weight of the state-aided model
     learn_parameters: bool = True  # identify strength, l0, l_TS (within bounds) via the Hill term
     strength_min: float = 0.02  # bounds of the learnable strength gain (x F0)
     strength_max: float = 2.5
@@ -91,7 +92,7 @@ class LossSettings:
     def __post_init__(self) -> None:
         s = self.SECTION
         for name in ("angle_weight", "force_weight", "moment_weight", "physics_weight",
-                     "hill_weight", "hill_weight_unlabelled"):
+                     "hill_weight", "hill_weight_unlabelled", "state_aided_hill_weight"):
             _check(getattr(self, name) >= 0, s, name, getattr(self, name), "must be >= 0")
         _check(self.angle_weight > 0, s, "angle_weight", self.angle_weight, "must be > 0")
         _check(self.physics_warmup_epochs >= 0, s, "physics_warmup_epochs",
@@ -115,6 +116,8 @@ class OptimSettings:
     patience: int = 8  # epochs without a better validation loss before stopping
     max_minutes: float = 10.0  # wall-clock cap; the best epoch so far is kept
     threads: int = 1  # torch CPU threads while training
+    state_aided_max_epochs: int = 160  # max_epochs and patience of the state-aided model
+    state_aided_patience: int = 40
 
     def __post_init__(self) -> None:
         s = self.SECTION
@@ -130,6 +133,10 @@ class OptimSettings:
         _check(1 <= self.patience, s, "patience", self.patience, "must be >= 1")
         _check(self.max_minutes > 0, s, "max_minutes", self.max_minutes, "must be > 0")
         _check(1 <= self.threads <= 256, s, "threads", self.threads, "must be in 1..256")
+        _check(1 <= self.state_aided_max_epochs <= 10000, s, "state_aided_max_epochs",
+               self.state_aided_max_epochs, "must be in 1..10000")
+        _check(1 <= self.state_aided_patience, s, "state_aided_patience",
+               self.state_aided_patience, "must be >= 1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +158,13 @@ class TrainingSettings:
     def to_mapping(self) -> dict[str, Any]:
         """A plain mapping that :meth:`from_mapping` turns back into equal settings."""
         return dataclasses.asdict(self)
+
+    def state_aided(self) -> TrainingSettings:
+        """These settings as the state-aided model trains with them: its own epochs, patience
+        and Hill weight (``state_aided_*``) in place of the EMG-only model's."""
+        return self.replace("optim", max_epochs=self.optim.state_aided_max_epochs,
+                            patience=self.optim.state_aided_patience).replace(
+            "loss", hill_weight=self.loss.state_aided_hill_weight)
 
     def replace(self, section: str | None = None, **values: Any) -> TrainingSettings:
         """A copy with options changed: ``replace("loss", physics_weight=0)``,

@@ -192,7 +192,8 @@ def train_on_recordings(recordings: Sequence[Recording], names: Sequence[str], p
         train_set = StateWindowSet(trials, train_segments, window, settings.model.horizon,
                                    ahead, settings.data.stride)
         val_set = StateWindowSet(val_trials, val_segments, window, settings.model.horizon, ahead)
-    bar = tqdm(total=settings.optim.max_epochs, desc="train", unit="epoch",
+    epochs = (settings if ahead is None else settings.state_aided()).optim.max_epochs
+    bar = tqdm(total=epochs, desc="train", unit="epoch",
                disable=not progress, file=sys.stderr)
 
     def report(epoch: int, record: dict) -> None:
@@ -304,7 +305,8 @@ def _settings_from_args(args: argparse.Namespace) -> TrainingSettings:
         settings = settings.replace("loss", hill_weight=args.hill_weight,
                                     hill_weight_unlabelled=args.hill_weight)
     if args.epochs is not None:
-        settings = settings.replace("optim", max_epochs=args.epochs)
+        settings = settings.replace("optim", max_epochs=args.epochs,
+                                    state_aided_max_epochs=args.epochs)
     if args.threads is not None:
         settings = settings.replace("optim", threads=args.threads)
     return settings
