@@ -250,11 +250,13 @@ def command_checks(session: Session, topics: dict, period: float) -> dict:
 
 def estop_response(session: Session, period: float) -> dict | None:
     """Time from the e-stop to zero applied torque (|torque| < :data:`ZERO_TORQUE` from then
-    on), what the joint did in the next 0.5 s, and two bounds: one control ``period`` plus the
-    actuator's delay, and that plus the time its first-order lag needs to take the torque at
-    the e-stop below :data:`ZERO_TORQUE` plus one integration step (the resolution of the
-    measured time). ``time_to_zero_ms`` is None when the torque was
-    already zero (e.g. after a fault)."""
+    on), what the joint did in the next 0.5 s, the e-stop's delivery (until the plant receives
+    the controller's first zero command) and two bounds: one control ``period`` plus the
+    actuator's delay (the design budget), and the delivery plus the actuator's delay plus the
+    time its first-order lag needs to take the torque at the e-stop below :data:`ZERO_TORQUE`
+    plus one integration step (the resolution of the measured time): once the zero command is
+    there, nothing may hold the torque up. ``time_to_zero_ms`` is None when the torque was
+    already zero (e.g. after a fault); ``delivery_ms`` is None when no zero command came."""
     if session.estop_at is None:
         return None
     plant, log = session.plant, session.plant.log
@@ -268,15 +270,19 @@ def estop_response(session: Session, period: float) -> dict | None:
     error = log["angle"][after] - plant.reference.theta[after]
     torque = float(log["exo_torque"][min(first, plant.steps - 1)])
     measured = abs(torque) >= ZERO_TORQUE and zero_at < plant.steps  # else nothing to zero
-    bound = period + actuator.delay
+    delivered = next((t for t, command in plant.commands
+                      if t >= session.estop_at and command == 0.0), None)
     settling = math.log(max(abs(torque), ZERO_TORQUE) / ZERO_TORQUE) / (
         2 * math.pi * actuator.bandwidth)
+    delivery = None if delivered is None else delivered - session.estop_at
     return {
         "estop_at_s": session.estop_at,
         "torque_at_estop_nm": torque,
         "time_to_zero_ms": (zero_at - first) * dt * 1e3 if measured else None,
-        "bound_ms": bound * 1e3,
-        "bound_with_actuator_lag_ms": (bound + settling + dt) * 1e3,
+        "delivery_ms": None if delivery is None else delivery * 1e3,
+        "bound_ms": (period + actuator.delay) * 1e3,
+        "bound_with_actuator_lag_ms": None if delivery is None else (
+            delivery + actuator.delay + settling + dt) * 1e3,
         "joint_max_deviation_deg_500ms": float(np.degrees(np.abs(error).max())),
         "joint_max_speed_rad_s_500ms": float(np.abs(log["velocity"][after]).max()),
     }

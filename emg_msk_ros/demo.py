@@ -495,6 +495,7 @@ def closed_loop_report(session, loop, gain: float) -> dict:
         and commands["over_max_rate"] == 0,
         "estop_within_bound_with_actuator_lag": bool(
             estop and estop["time_to_zero_ms"] is not None
+            and estop["bound_with_actuator_lag_ms"] is not None
             and estop["time_to_zero_ms"] <= estop["bound_with_actuator_lag_ms"]),
         "assist_enabled": session.enabled_at is not None,
     }
@@ -681,10 +682,13 @@ def print_closed_loop(report: dict) -> None:
               f"{'; '.join(report['assist_interruptions'])}")
     e = report["estop"]
     if e:
+        delivery, bound = e["delivery_ms"], e["bound_with_actuator_lag_ms"]
         print(f"  e-stop at {e['estop_at_s']:.2f} s ({e['torque_at_estop_nm']:.2f} N·m): zero "
-              f"torque after {e['time_to_zero_ms']} ms (control period + actuator delay "
-              f"{e['bound_ms']:.1f} ms, + its lag to zero {e['bound_with_actuator_lag_ms']:.1f} "
-              f"ms); joint within 0.5 s: max deviation "
+              f"torque after {e['time_to_zero_ms']} ms; the zero command reached the plant "
+              + ("never" if delivery is None else f"after {delivery:.1f} ms")
+              + f" (control period + actuator delay {e['bound_ms']:.1f} ms); bound: that + "
+              "actuator delay + lag to zero " + ("-" if bound is None else f"{bound:.1f} ms")
+              + "; joint within 0.5 s: max deviation "
               f"{e['joint_max_deviation_deg_500ms']:.2f} deg, max speed "
               f"{e['joint_max_speed_rad_s_500ms']:.2f} rad/s")
     for key, lat in report["latency_ms"].items():
