@@ -29,8 +29,8 @@ velocity and acceleration with less noise than the sensor's own differentiated v
   angle directly, the conditioned EMG made held-out predictions worse, not better (simulated
   knee, 2 x 60 s, 100 ms ahead: 0.54-0.70 deg with it, 0.40 deg without, in a feed-forward
   test), and trained on the angle alone, the whole window overfitted (0.48 deg) where 20 steps
-  generalise (0.43 deg):
-  the 5 Hz envelope lags the force, so what it tells of the coming motion is lost in its noise.
+  generalise (0.43 deg): the 5 Hz envelope lags the force, so what it tells of the coming
+  motion is lost in its noise.
 
 The physics-informed loss (:mod:`.state_loss`) ties the forces to the measured past and the
 predicted future motion through the joint's equation of motion and to the EMG through Hill.

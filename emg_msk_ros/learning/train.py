@@ -192,8 +192,9 @@ def train_on_recordings(recordings: Sequence[Recording], names: Sequence[str], p
         train_set = StateWindowSet(trials, train_segments, window, settings.model.horizon,
                                    ahead, settings.data.stride)
         val_set = StateWindowSet(val_trials, val_segments, window, settings.model.horizon, ahead)
-    epochs = (settings if ahead is None else settings.state_aided()).optim.max_epochs
-    bar = tqdm(total=epochs, desc="train", unit="epoch",
+    # the state-aided model trains with its own epochs, patience and Hill weight
+    effective = settings if ahead is None else settings.state_aided()
+    bar = tqdm(total=effective.optim.max_epochs, desc="train", unit="epoch",
                disable=not progress, file=sys.stderr)
 
     def report(epoch: int, record: dict) -> None:
@@ -202,7 +203,7 @@ def train_on_recordings(recordings: Sequence[Recording], names: Sequence[str], p
                         lam=f"{record['lambda']:.2g}")
 
     try:
-        result = train_model(trials, train_set, val_set, preset, settings, physics=physics,
+        result = train_model(trials, train_set, val_set, preset, effective, physics=physics,
                              progress=report)
     finally:
         bar.close()

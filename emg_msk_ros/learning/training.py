@@ -138,8 +138,6 @@ def train_model(trials: list[Trial], train_set: WindowSet, val_set: WindowSet, p
                         f"{train_set.window} steps; record longer sessions")
     forces_labelled = train_set.has_force
     scales = compute_scales(trials, train_set, preset)
-    if isinstance(train_set, StateWindowSet):
-        settings = settings.state_aided()
     optim = settings.optim
     with torch_threads(optim.threads):
         torch.manual_seed(settings.seed)
