@@ -682,9 +682,11 @@ def print_closed_loop(report: dict) -> None:
               f"{'; '.join(report['assist_interruptions'])}")
     e = report["estop"]
     if e:
-        delivery, bound = e["delivery_ms"], e["bound_with_actuator_lag_ms"]
+        delivery, bound, zero = (e["delivery_ms"], e["bound_with_actuator_lag_ms"],
+                                 e["time_to_zero_ms"])
         print(f"  e-stop at {e['estop_at_s']:.2f} s ({e['torque_at_estop_nm']:.2f} N·m): zero "
-              f"torque after {e['time_to_zero_ms']} ms; the zero command reached the plant "
+              "torque " + ("already" if zero is None else f"after {zero:.1f} ms")
+              + "; the zero command reached the plant "
               + ("never" if delivery is None else f"after {delivery:.1f} ms")
               + f" (control period + actuator delay {e['bound_ms']:.1f} ms); bound: that + "
               "actuator delay + lag to zero " + ("-" if bound is None else f"{bound:.1f} ms")
