@@ -128,19 +128,25 @@ def test_chunks_are_what_the_amplifier_sent_not_a_fixed_size(pylsl, lsl_name):
 
 
 class UnpackingInlet:
-    """A stand-in for a pylsl inlet that plays out, on a simulated clock, the race between
-    liblsl's receiving thread and a pull: each amplifier chunk arrives whole at its send time,
-    and the receiving thread unpacks it into the queue sample by sample; a pull blocked on the
-    first sample wakes as soon as that one is queued and, running at once, finds the rest not
-    yet unpacked (they are while it blocks again). ``now`` (s) is the simulated clock."""
+    """A stand-in for an inlet's :class:`~emg_msk_ros.io.lsl_pull.ChunkReader` that plays out,
+    on a simulated clock, the race between liblsl's receiving thread and a pull: each amplifier
+    chunk arrives whole at its send time, and the receiving thread unpacks it into the queue
+    sample by sample; a pull blocked on the first sample wakes as soon as that one is queued
+    and, running at once, finds the rest not yet unpacked (they are while it blocks again).
+    ``now`` (s) is the simulated clock."""
 
-    def __init__(self, chunks: list[tuple[float, np.ndarray, np.ndarray]]) -> None:
+    def __init__(self, chunks: list[tuple[float, np.ndarray, np.ndarray]],
+                 capacity: int = 100, channels: int = 2) -> None:
         self.chunks = list(chunks)  # (send time s, LSL stamps s, samples), in order
         self.now = 0.0
         self.queued: list[tuple[float, np.ndarray]] = []
         self.unpacking: list[tuple[float, np.ndarray]] = []  # arrived, not yet queued
-        self.lsl = types.SimpleNamespace(local_clock=lambda: self.now,
-                                         util=types.SimpleNamespace(LostError=ConnectionError))
+        self.data = np.zeros((capacity, channels), dtype=np.float32)
+        self.stamps = np.zeros(capacity)
+        self.lsl = types.SimpleNamespace(util=types.SimpleNamespace(LostError=ConnectionError))
+
+    def local_clock(self) -> float:
+        return self.now
 
     def _arrive(self, until: float) -> bool:
         """The next chunk arrives if it is sent by ``until`` (the clock moves to it)."""
@@ -151,7 +157,9 @@ class UnpackingInlet:
         self.unpacking += list(zip(stamps, data))
         return True
 
-    def _once(self, timeout: float, count: int):
+    def pull(self, at: int, count: int, timeout: float) -> int:
+        """The reader's pull: up to ``count`` samples into ``data[at:]``, ``stamps[at:]``,
+        waiting up to ``timeout`` for all of them."""
         if timeout > 0:  # blocked: the receiving thread runs
             if len(self.queued) < count and not self.unpacking:
                 self._arrive(self.now + timeout)
@@ -163,26 +171,16 @@ class UnpackingInlet:
             if len(self.queued) < count:  # waited in vain for the rest
                 self.now += timeout
         taken, self.queued = self.queued[:count], self.queued[count:]
-        return (np.array([d for _, d in taken]).reshape(-1, 2),
-                np.array([t for t, _ in taken], dtype=np.float64))
-
-    def pull_chunk(self, timeout=0.0, max_samples=1024, min_samples=None, as_numpy=True):
-        """pylsl's pull_chunk: up to ``max_samples``, waiting up to ``timeout`` for all of
-        them, or (``min_samples``) for that many, then taking what is queued."""
-        if min_samples is None:
-            return self._once(timeout, max_samples)
-        data, stamps = self._once(timeout, min_samples)
-        if not len(stamps):
-            return data, stamps
-        more, more_stamps = self._once(0.0, max_samples - len(stamps))
-        return np.concatenate([data, more]), np.concatenate([stamps, more_stamps])
+        for k, (stamp, sample) in enumerate(taken):
+            self.stamps[at + k], self.data[at + k] = stamp, sample
+        return len(taken)
 
 
 def connected_to(source: sources.LslSource, inlet: UnpackingInlet, rate: float,
                  channels: int = 2) -> None:
     """``source`` as if connected to ``inlet`` (a stream at ``rate`` Hz, LSL clock = system
     clock + 0)."""
-    source._lsl, source._inlet = inlet.lsl, inlet
+    source._lsl, source._inlet, source._reader = inlet.lsl, inlet, inlet
     source.sample_rate, source.channel_names = rate, [f"CH{k + 1}" for k in range(channels)]
     source._indexer = sources.TimestampIndexer(rate, source.gap_tolerance)
 
