@@ -127,6 +127,35 @@ def test_chunks_are_what_the_amplifier_sent_not_a_fixed_size(pylsl, lsl_name):
     assert sum(size <= 7 for size in sizes) > len(sizes) / 2, sizes
 
 
+@pytest.mark.parametrize("channel_format, dtype", [("double64", np.float64), ("int16", np.int16),
+                                                    ("int32", np.int32)])
+def test_every_numeric_sample_type_arrives_exactly(pylsl, lsl_name, channel_format, dtype):
+    """Samples are read in the stream's own type (an amplifier in integer counts: ``scale``
+    volts per count), then scaled."""
+    info = pylsl.StreamInfo(lsl_name, "EMG", 3, 1000.0, channel_format, lsl_name)
+    outlet = pylsl.StreamOutlet(info)
+    source = sources.LslSource(lsl_name, timeout=10.0, scale=0.5e-6)
+    source.open()
+    consumer = Consumer(source)
+    sent = (np.arange(60).reshape(20, 3) * 1001 - 30000).astype(dtype)
+    try:
+        assert outlet.wait_for_consumers(DEADLINE_S)
+        outlet.push_chunk(sent, timestamp=pylsl.local_clock())
+        wait_until(lambda: consumer.samples == 20, "20 samples")
+    finally:
+        consumer.close()
+    np.testing.assert_array_equal(consumer.indices(), np.arange(20))
+    # each value is one float64 product: no error beyond that rounding
+    np.testing.assert_allclose(consumer.data(), sent.astype(np.float64) * 0.5e-6, rtol=1e-15)
+
+
+def test_a_stream_of_text_is_refused(pylsl, lsl_name):
+    outlet = pylsl.StreamOutlet(pylsl.StreamInfo(lsl_name, "EMG", 2, 1000.0, "string", lsl_name))
+    with pytest.raises(sources.SourceError, match=f"LSL stream '{lsl_name}' sends text"):
+        sources.LslSource(lsl_name, timeout=10.0).open()
+    del outlet
+
+
 class UnpackingInlet:
     """A stand-in for an inlet's :class:`~emg_msk_ros.io.lsl_pull.ChunkReader` that plays out,
     on a simulated clock, the race between liblsl's receiving thread and a pull: each amplifier
