@@ -322,6 +322,7 @@ def bare_inlet(name: str, out: str) -> int:
     import threading
 
     from emg_msk_ros.io import lsl_config
+    from emg_msk_ros.io.lsl_pull import clock_offset_ns
 
     pylsl = lsl_config.import_pylsl()
     found = pylsl.resolve_byprop("name", name, timeout=30.0)
@@ -329,7 +330,7 @@ def bare_inlet(name: str, out: str) -> int:
         return 1
     inlet = pylsl.StreamInlet(found[0], recover=False)
     inlet.open_stream(timeout=10.0)
-    offset_ns = time.time_ns() - round(pylsl.local_clock() * 1e9)  # same machine: same clock
+    offset_ns = clock_offset_ns(pylsl.local_clock)  # same machine: same clock
     stop = threading.Event()
     threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
     print("ready", flush=True)

@@ -13,7 +13,7 @@ import types
 import numpy as np
 import pytest
 
-from emg_msk_ros.io import lsl_config, sources
+from emg_msk_ros.io import lsl_config, lsl_pull, sources
 from emg_msk_ros.io.lsl_stream import lsl_outlet
 
 DEADLINE_S = 20.0  # bound on waiting for a stream event; only reached when the test fails
@@ -295,6 +295,20 @@ def test_gaps_and_restarts_show_as_index_jumps(pylsl, lsl_name):
     assert any("945 samples missing before sample 1000 (stream restarted)" in r
                for r in reports)
     assert any("lost; waiting for it to come back" in r for r in reports)
+
+
+def test_the_clock_offset_comes_from_the_closest_pair_of_reads(monkeypatch):
+    """The LSL clock runs 7 s behind the system clock; the first read of it is kept waiting
+    3 ms (the midpoint of the pair around it would be 1.5 ms off), the others 1 us."""
+    now = [1_000_000_000_000]
+    waits = iter([3_000_000] + [1_000] * 7)
+
+    def local_clock() -> float:
+        now[0] += next(waits)
+        return (now[0] - 7_000_000_000) * 1e-9
+
+    monkeypatch.setattr(lsl_pull, "time", types.SimpleNamespace(time_ns=lambda: now[0]))
+    assert lsl_pull.clock_offset_ns(local_clock) == pytest.approx(7_000_000_000, abs=1_000)
 
 
 @pytest.mark.parametrize("stamps, restarted, expected", [

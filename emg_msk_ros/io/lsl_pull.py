@@ -9,11 +9,15 @@ back. :class:`ChunkReader` calls liblsl's C function for the stream's sample typ
 (``lsl_pull_chunk_f``, ``_d``, ...; function objects of its own, pylsl's are untouched) straight
 into one preallocated data buffer and one timestamp buffer, and keeps the GIL in calls that do
 not wait (``timeout`` 0, ``lsl_local_clock``); the caller copies out what it keeps.
+
+:func:`clock_offset_ns` relates the LSL clock to the system clock.
 """
 
 from __future__ import annotations
 
 import ctypes
+import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -64,3 +68,17 @@ class ChunkReader:
         if self._error.value:
             self._handle_error(self._error.value)
         return values // self.channels
+
+
+def clock_offset_ns(local_clock: Callable[[], float], tries: int = 8) -> int:
+    """``time.time_ns()`` minus ``local_clock()`` (LSL clock, s) in ns, from the closest together
+    of ``tries`` pairs of reads (a pair split by the scheduler would be off by the time it was
+    kept waiting)."""
+    best = None
+    for _ in range(tries):
+        before = time.time_ns()
+        lsl_ns = round(local_clock() * 1e9)
+        after = time.time_ns()
+        if best is None or after - before < best[0]:
+            best = (after - before, (before + after) // 2 - lsl_ns)
+    return best[1]

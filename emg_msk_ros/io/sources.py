@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emg_msk_ros.io.lsl_pull import ChunkReader
+from emg_msk_ros.io.lsl_pull import ChunkReader, clock_offset_ns
 from emg_msk_ros.io.recording import Recording
 
 SOURCES = ("sim", "bag", "file", "lsl")
@@ -336,7 +336,7 @@ class LslSource:
             inlet.close_stream()
             self._set_state(f"{self._what} found but not reachable ({exc}); retrying")
             return False
-        self._offset_ns = time.time_ns() - round((lsl.local_clock() - correction) * 1e9)
+        self._offset_ns = clock_offset_ns(lsl.local_clock) + round(correction * 1e9)
         self._correction = correction
         self.channel_names, self.sample_rate = channels, rate
         self.units = self._units(full, len(channels))
