@@ -418,6 +418,9 @@ def test_exported_model_gives_the_in_memory_outputs(trained, saved, preset, reco
         np.testing.assert_allclose(est.moment, preset.moment_arms(est.angle) * est.force)
         assert est.net_moment == pytest.approx(est.moment.sum())
         assert np.all((est.activation >= 0) & (est.activation <= 1))
+        # worked out when first read (after the joint is published), as the offline run has it
+        np.testing.assert_allclose(est.activation, offline["activation"][j], rtol=1e-6,
+                                   atol=1e-7)
     with pytest.raises(ValueError, match="baseline must hold 2 finite values"):
         loaded.baseline = [0.1]
     empty = estimate_offline(loaded, trial.excitation[:17])

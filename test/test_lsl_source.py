@@ -13,7 +13,7 @@ import types
 import numpy as np
 import pytest
 
-from emg_msk_ros.io import lsl_config, sources
+from emg_msk_ros.io import lsl_config, lsl_pull, sources
 from emg_msk_ros.io.lsl_stream import lsl_outlet
 
 DEADLINE_S = 20.0  # bound on waiting for a stream event; only reached when the test fails
@@ -127,20 +127,54 @@ def test_chunks_are_what_the_amplifier_sent_not_a_fixed_size(pylsl, lsl_name):
     assert sum(size <= 7 for size in sizes) > len(sizes) / 2, sizes
 
 
-class UnpackingInlet:
-    """A stand-in for a pylsl inlet that plays out, on a simulated clock, the race between
-    liblsl's receiving thread and a pull: each amplifier chunk arrives whole at its send time,
-    and the receiving thread unpacks it into the queue sample by sample; a pull blocked on the
-    first sample wakes as soon as that one is queued and, running at once, finds the rest not
-    yet unpacked (they are while it blocks again). ``now`` (s) is the simulated clock."""
+@pytest.mark.parametrize("channel_format, dtype", [("double64", np.float64), ("int16", np.int16)])
+def test_every_numeric_sample_type_arrives_exactly(pylsl, lsl_name, channel_format, dtype):
+    """Samples are read in the stream's own type (an amplifier in integer counts: ``scale``
+    volts per count), then scaled."""
+    info = pylsl.StreamInfo(lsl_name, "EMG", 3, 1000.0, channel_format, lsl_name)
+    outlet = pylsl.StreamOutlet(info)
+    source = sources.LslSource(lsl_name, timeout=10.0, scale=0.5e-6)
+    source.open()
+    consumer = Consumer(source)
+    sent = (np.arange(60).reshape(20, 3) * 1001 - 30000).astype(dtype)
+    try:
+        assert outlet.wait_for_consumers(DEADLINE_S)
+        outlet.push_chunk(sent, timestamp=pylsl.local_clock())
+        wait_until(lambda: consumer.samples == 20, "20 samples")
+    finally:
+        consumer.close()
+    np.testing.assert_array_equal(consumer.indices(), np.arange(20))
+    # each value is one float64 product: no error beyond that rounding
+    np.testing.assert_allclose(consumer.data(), sent.astype(np.float64) * 0.5e-6, rtol=1e-15)
 
-    def __init__(self, chunks: list[tuple[float, np.ndarray, np.ndarray]]) -> None:
+
+def test_a_stream_of_text_is_refused(pylsl, lsl_name):
+    outlet = pylsl.StreamOutlet(pylsl.StreamInfo(lsl_name, "EMG", 2, 1000.0, "string", lsl_name))
+    with pytest.raises(sources.SourceError, match=f"LSL stream '{lsl_name}' sends text"):
+        sources.LslSource(lsl_name, timeout=10.0).open()
+    del outlet
+
+
+class UnpackingInlet:
+    """A stand-in for an inlet's :class:`~emg_msk_ros.io.lsl_pull.ChunkReader` that plays out,
+    on a simulated clock, the race between liblsl's receiving thread and a pull: each amplifier
+    chunk arrives whole at its send time, and the receiving thread unpacks it into the queue
+    sample by sample; a pull blocked on the first sample wakes as soon as that one is queued
+    and, running at once, finds the rest not yet unpacked (they are while it blocks again).
+    ``now`` (s) is the simulated clock."""
+
+    def __init__(self, chunks: list[tuple[float, np.ndarray, np.ndarray]],
+                 capacity: int = 100, channels: int = 2) -> None:
         self.chunks = list(chunks)  # (send time s, LSL stamps s, samples), in order
         self.now = 0.0
         self.queued: list[tuple[float, np.ndarray]] = []
         self.unpacking: list[tuple[float, np.ndarray]] = []  # arrived, not yet queued
-        self.lsl = types.SimpleNamespace(local_clock=lambda: self.now,
-                                         util=types.SimpleNamespace(LostError=ConnectionError))
+        self.data = np.zeros((capacity, channels), dtype=np.float32)
+        self.stamps = np.zeros(capacity)
+        self.lsl = types.SimpleNamespace(util=types.SimpleNamespace(LostError=ConnectionError))
+
+    def local_clock(self) -> float:
+        return self.now
 
     def _arrive(self, until: float) -> bool:
         """The next chunk arrives if it is sent by ``until`` (the clock moves to it)."""
@@ -151,7 +185,9 @@ class UnpackingInlet:
         self.unpacking += list(zip(stamps, data))
         return True
 
-    def _once(self, timeout: float, count: int):
+    def pull(self, at: int, count: int, timeout: float) -> int:
+        """The reader's pull: up to ``count`` samples into ``data[at:]``, ``stamps[at:]``,
+        waiting up to ``timeout`` for all of them."""
         if timeout > 0:  # blocked: the receiving thread runs
             if len(self.queued) < count and not self.unpacking:
                 self._arrive(self.now + timeout)
@@ -163,26 +199,16 @@ class UnpackingInlet:
             if len(self.queued) < count:  # waited in vain for the rest
                 self.now += timeout
         taken, self.queued = self.queued[:count], self.queued[count:]
-        return (np.array([d for _, d in taken]).reshape(-1, 2),
-                np.array([t for t, _ in taken], dtype=np.float64))
-
-    def pull_chunk(self, timeout=0.0, max_samples=1024, min_samples=None, as_numpy=True):
-        """pylsl's pull_chunk: up to ``max_samples``, waiting up to ``timeout`` for all of
-        them, or (``min_samples``) for that many, then taking what is queued."""
-        if min_samples is None:
-            return self._once(timeout, max_samples)
-        data, stamps = self._once(timeout, min_samples)
-        if not len(stamps):
-            return data, stamps
-        more, more_stamps = self._once(0.0, max_samples - len(stamps))
-        return np.concatenate([data, more]), np.concatenate([stamps, more_stamps])
+        for k, (stamp, sample) in enumerate(taken):
+            self.stamps[at + k], self.data[at + k] = stamp, sample
+        return len(taken)
 
 
 def connected_to(source: sources.LslSource, inlet: UnpackingInlet, rate: float,
                  channels: int = 2) -> None:
     """``source`` as if connected to ``inlet`` (a stream at ``rate`` Hz, LSL clock = system
     clock + 0)."""
-    source._lsl, source._inlet = inlet.lsl, inlet
+    source._lsl, source._inlet, source._reader = inlet.lsl, inlet, inlet
     source.sample_rate, source.channel_names = rate, [f"CH{k + 1}" for k in range(channels)]
     source._indexer = sources.TimestampIndexer(rate, source.gap_tolerance)
 
@@ -268,6 +294,20 @@ def test_gaps_and_restarts_show_as_index_jumps(pylsl, lsl_name):
     assert any("945 samples missing before sample 1000 (stream restarted)" in r
                for r in reports)
     assert any("lost; waiting for it to come back" in r for r in reports)
+
+
+def test_the_clock_offset_comes_from_the_closest_pair_of_reads(monkeypatch):
+    """The LSL clock runs 7 s behind the system clock; the first read of it is kept waiting
+    3 ms (the midpoint of the pair around it would be 1.5 ms off), the others 1 us."""
+    now = [1_000_000_000_000]
+    waits = iter([3_000_000] + [1_000] * 7)
+
+    def local_clock() -> float:
+        now[0] += next(waits)
+        return (now[0] - 7_000_000_000) * 1e-9
+
+    monkeypatch.setattr(lsl_pull, "time", types.SimpleNamespace(time_ns=lambda: now[0]))
+    assert lsl_pull.clock_offset_ns(local_clock) == pytest.approx(7_000_000_000, abs=1_000)
 
 
 @pytest.mark.parametrize("stamps, restarted, expected", [

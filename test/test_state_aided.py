@@ -186,6 +186,8 @@ def test_live_predictions_equal_the_offline_run(state_aided_model, state_aided_s
         assert live.angle == pytest.approx(offline["angle"][j], abs=1e-5)
         np.testing.assert_allclose(live.force, offline["force"][j], rtol=1e-4, atol=1e-3)
         assert live.net_moment == pytest.approx(offline["net_moment"][j], rel=1e-4, abs=1e-3)
+        # activation = (F - F_passive) / gain, gain >> 1 N: within the forces' atol
+        np.testing.assert_allclose(live.activation, offline["activation"][j], atol=1e-3)
 
 
 def served_inputs(estimator, count: int, seed: int) -> dict[str, np.ndarray]:

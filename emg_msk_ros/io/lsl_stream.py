@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from emg_msk_ros.io import sources
+from emg_msk_ros.io.lsl_pull import clock_offset_ns
 from emg_msk_ros.io.recording import Recording
 
 UNIT = "volts"
@@ -54,7 +55,8 @@ def play(pylsl, outlet, recording: Recording, chunk: int, stop: threading.Event,
     time on the LSL clock (the others follow from the nominal rate).
     """
     source = sources.RecordingSource(recording, chunk, loop=loop)
-    start_ns, lsl_start = time.time_ns(), pylsl.local_clock()
+    start_ns = time.time_ns()
+    lsl_start = (start_ns - clock_offset_ns(pylsl.local_clock)) * 1e-9
     pushed = 0
     for block in source.stream(start_ns, stop):
         last = (block.stamp_ns - start_ns) * 1e-9 + (block.data.shape[0] - 1) / source.sample_rate

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emg_msk_ros.io.lsl_pull import ChunkReader, clock_offset_ns
 from emg_msk_ros.io.recording import Recording
 
 SOURCES = ("sim", "bag", "file", "lsl")
@@ -165,14 +166,17 @@ class TimestampIndexer:
             raise ValueError(f"gap tolerance must be >= 0 s, got {tolerance}")
         self.period_ns = 1e9 / sample_rate
         self.tolerance = max(0.5, tolerance * sample_rate)  # samples
+        self._gap_s = (1 + self.tolerance) / sample_rate  # a longer step between samples: a gap
         self.next_index: int | None = None  # index the next chunk has without a gap
         self._last: tuple[int, int] | None = None  # (index, stamp ns) of the last chunk
 
     def runs(self, stamps: np.ndarray) -> list[tuple[int, int]]:
         """(begin, end) of the runs of samples in one pull whose LSL timestamps (s) have no gap
         between them (a pull may hold samples from both sides of a gap)."""
-        steps = np.diff(np.asarray(stamps, dtype=np.float64)) * 1e9 / self.period_ns
-        bounds = [0, *(np.flatnonzero(steps > 1 + self.tolerance) + 1).tolist(), len(stamps)]
+        gaps = np.flatnonzero(np.diff(stamps) > self._gap_s)
+        if not gaps.size:
+            return [(0, len(stamps))]
+        bounds = [0, *(gaps + 1).tolist(), len(stamps)]
         return list(zip(bounds[:-1], bounds[1:]))
 
     def place(self, stamp_ns: int, count: int, *, restarted: bool = False) -> tuple[int, int]:
@@ -246,6 +250,7 @@ class LslSource:
         # good, a lost one until the resolver would have forgotten it were it gone
         self._skip: dict[str, float] = {}
         self._inlet = None
+        self._reader: ChunkReader | None = None  # pulls the inlet's samples into its buffers
         self._uid = ""
         self._offset_ns = 0
         self._correction = 0.0  # s to add to the sender's LSL times to get this clock's
@@ -283,6 +288,9 @@ class LslSource:
         if info is not None and not float(info.nominal_srate()) > 0:
             raise SourceError(f"LSL stream {info.name()!r} has an irregular rate; the driver "
                               "needs a fixed sample rate")
+        if info is not None and not ChunkReader.reads(info.channel_format()):
+            raise SourceError(f"LSL stream {info.name()!r} sends text (channel format string); "
+                              "the driver needs numbers")
         seen = sorted({i.name() for i in self._resolver.results()})
         self._set_state(f"waiting for the {self._what} (not found within {self.timeout:g} s; "
                         f"EMG streams seen: {', '.join(seen) or 'none'})")
@@ -306,6 +314,10 @@ class LslSource:
             self._skip[info.uid()] = math.inf
             self._set_state(f"{self._what} has an irregular rate; not used")
             return False
+        if not ChunkReader.reads(info.channel_format()):
+            self._skip[info.uid()] = math.inf
+            self._set_state(f"{self._what} sends text (channel format string); not used")
+            return False
         inlet = lsl.StreamInlet(info, recover=False)
         try:
             full = inlet.info(timeout=self.CONNECT_WAIT)
@@ -324,13 +336,15 @@ class LslSource:
             inlet.close_stream()
             self._set_state(f"{self._what} found but not reachable ({exc}); retrying")
             return False
-        self._offset_ns = time.time_ns() - round((lsl.local_clock() - correction) * 1e9)
+        self._offset_ns = clock_offset_ns(lsl.local_clock) + round(correction * 1e9)
         self._correction = correction
         self.channel_names, self.sample_rate = channels, rate
         self.units = self._units(full, len(channels))
         if self._indexer is None:
             self._indexer = TimestampIndexer(rate, self.gap_tolerance)
         self._inlet, self._uid = inlet, info.uid()
+        self._reader = ChunkReader(lsl, inlet, info.channel_format(), len(channels),
+                                   self.max_chunk)
         self._sizes.clear()
         self._set_state(f"connected to LSL stream {info.name()!r} on {info.hostname()}",
                         problem=False)
@@ -360,7 +374,7 @@ class LslSource:
     def _disconnect(self) -> None:
         if self._inlet is not None:
             self._inlet.close_stream()
-        self._inlet = None
+        self._inlet = self._reader = None
 
     def close(self) -> None:
         """Close the inlet and stop resolving."""
@@ -368,8 +382,9 @@ class LslSource:
         self._resolver = None
         self.state = "closed"
 
-    def _pull(self) -> tuple[np.ndarray, np.ndarray]:
-        """(samples, LSL timestamps) that have arrived, waiting up to PULL_WAIT s for the first.
+    def _pull(self) -> int:
+        """Pull the samples that have arrived into the reader's buffers, waiting up to
+        PULL_WAIT s for the first; return how many (at most ``max_chunk``).
 
         The inlet's receiving thread hands samples over one by one as it unpacks them, and the
         first sample of an amplifier's chunk wakes the pull at once, mostly before the rest is
@@ -380,19 +395,19 @@ class LslSource:
         had been acquired when it woke (later ones cannot have been sent with them). A complete
         chunk is not held back; a chunk smaller than the recent ones costs that wait.
         """
-        data, stamps = self._inlet.pull_chunk(timeout=self.PULL_WAIT, max_samples=self.max_chunk,
-                                              min_samples=1, as_numpy=True)
-        if not len(stamps):
-            return data, stamps
-        acquired = int((self._lsl.local_clock() - self._correction - stamps[-1])
-                       * self.sample_rate)
-        wanted = min(acquired, max(self._sizes, default=self.max_chunk) - len(stamps))
+        reader = self._reader
+        count = reader.pull(0, 1, self.PULL_WAIT)
+        if not count:
+            return 0
+        acquired = int((reader.local_clock() - self._correction - reader.stamps[0])
+                       * self.sample_rate)  # after the first, when it was pulled
+        wanted = min(acquired, max(self._sizes, default=self.max_chunk) - 1)
         if wanted > 0:
-            more, more_stamps = self._inlet.pull_chunk(timeout=self.GATHER_WAIT,
-                                                       max_samples=wanted, as_numpy=True)
-            data, stamps = np.concatenate([data, more]), np.concatenate([stamps, more_stamps])
-        self._sizes.append(len(stamps))
-        return data, stamps
+            count += reader.pull(1, wanted, self.GATHER_WAIT)
+        if count < self.max_chunk:  # and whatever else has arrived
+            count += reader.pull(count, self.max_chunk - count, 0.0)
+        self._sizes.append(count)
+        return count
 
     def stream(self, start_ns: int, stop: threading.Event) -> Iterator[Chunk]:
         """Yield chunks as they arrive (until ``stop``); reconnect when the stream comes back."""
@@ -413,7 +428,7 @@ class LslSource:
                 last_sample = silence_reported = time.monotonic()
                 restarted = self._indexer.next_index is not None
             try:
-                data, stamps = self._pull()
+                count = self._pull()
             except lost:
                 # still listed after it would have been forgotten: it is back (a network break)
                 self._skip[self._uid] = time.monotonic() + self.FORGET_AFTER + self.RESOLVE_WAIT
@@ -423,14 +438,15 @@ class LslSource:
             if stop.is_set():  # pulled while stopping: not published
                 return
             now = time.monotonic()
-            if not len(stamps):
+            if not count:
                 if now - max(last_sample, silence_reported) >= self.SILENCE_REPORT:
                     silence_reported = now
                     self._set_state(f"{self._what} is connected but sends no samples")
                 continue
             last_sample = now
             self.state = "streaming"
-            data = np.asarray(data, dtype=np.float64) * self.scale
+            data = np.multiply(self._reader.data[:count], self.scale, dtype=np.float64)
+            stamps = self._reader.stamps[:count]
             for begin, end in self._indexer.runs(stamps):  # split where samples are missing
                 stamp_ns = round(float(stamps[begin]) * 1e9) + self._offset_ns
                 index, missing = self._indexer.place(stamp_ns, end - begin, restarted=restarted)

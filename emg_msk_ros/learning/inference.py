@@ -27,7 +27,9 @@ For the window's newest step the estimate holds:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -62,14 +64,23 @@ _MIN_GAIN = 1e-9
 
 @dataclass(frozen=True)
 class Estimate:
-    """The estimate for the newest step of a window (SI units; arrays per muscle, (M,))."""
+    """The estimate for the newest step of a window (SI units; arrays per muscle, (M,)).
+
+    ``activation`` is worked out when first read (``activation_of``): the Hill inversion takes
+    longer than the rest of the estimate, and the live estimator publishes the joint first.
+    """
 
     angle: float  # rad
     velocity: float  # rad/s
-    activation: np.ndarray  # 0..1, derived from force (see module docstring)
     force: np.ndarray  # N
     moment: np.ndarray  # N·m, r_i(theta)·F_i
     net_moment: float  # N·m
+    activation_of: Callable[[], np.ndarray] = field(repr=False, compare=False)
+
+    @cached_property
+    def activation(self) -> np.ndarray:
+        """0..1 per muscle, derived from force (see module docstring)."""
+        return self.activation_of()
 
 
 def learned_muscles(preset: Preset, learned: dict[str, list[float]]) -> MuscleSet:
@@ -98,10 +109,10 @@ def model_input(excitation: np.ndarray, baseline: np.ndarray) -> np.ndarray:
 
 
 def finish_outputs(outputs: dict[str, np.ndarray], preset: Preset, muscles: MuscleSet,
-                   dt: float) -> dict[str, np.ndarray]:
+                   dt: float, *, activation: bool = True) -> dict[str, np.ndarray]:
     """Estimates for the newest step of each window from the network's outputs ``angle``
     (N, 1, K) and ``force`` (N, M, K) (see the module docstring); ``dt`` is the model's sample
-    interval (s)."""
+    interval (s). Without ``activation``, no ``activation`` (see :func:`muscle_activation`)."""
     angles = outputs["angle"][:, 0, -3:].astype(np.float64)  # the newest three steps
     angle = angles[:, -1]
     velocity = (3.0 * angle - 4.0 * angles[:, -2] + angles[:, -3]) / (2.0 * dt)
@@ -109,9 +120,20 @@ def finish_outputs(outputs: dict[str, np.ndarray], preset: Preset, muscles: Musc
     # muscle geometry is only defined (fitted) over the joint's range
     lengths, arms = hill.geometry(muscles, preset.clip_angle(angle))
     moment = arms * force
-    activation = hill_activation(muscles, preset.curves, force, lengths, arms, velocity)
-    return {"angle": angle, "velocity": velocity, "activation": activation,
-            "force": force, "moment": moment, "net_moment": moment.sum(axis=1)}
+    out = {"angle": angle, "velocity": velocity, "force": force, "moment": moment,
+           "net_moment": moment.sum(axis=1)}
+    if activation:
+        out["activation"] = hill_activation(muscles, preset.curves, force, lengths, arms,
+                                            velocity)
+    return out
+
+
+def muscle_activation(preset: Preset, muscles: MuscleSet, force: np.ndarray, angle: np.ndarray,
+                      velocity: np.ndarray) -> np.ndarray:
+    """Activation (N, M) of the estimates with ``force`` (N, M) N at ``angle`` (N,) rad and
+    ``velocity`` (N,) rad/s, as :func:`finish_outputs` gives it."""
+    lengths, arms = hill.geometry(muscles, preset.clip_angle(angle))
+    return hill_activation(muscles, preset.curves, force, lengths, arms, velocity)
 
 
 class Estimator:
@@ -189,9 +211,17 @@ class Estimator:
         ``excitation`` (N, C, W))."""
         return self.network.run(windows)
 
-    def finish(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Estimates for the newest step of each window from the network's outputs."""
-        return finish_outputs(outputs, self.preset, self.muscles, self.dt)
+    def finish(self, outputs: dict[str, np.ndarray], *, activation: bool = True
+               ) -> dict[str, np.ndarray]:
+        """Estimates for the newest step of each window from the network's outputs (without
+        ``activation``: none, see :meth:`activation_of`)."""
+        return finish_outputs(outputs, self.preset, self.muscles, self.dt, activation=activation)
+
+    def activation_of(self, est: dict[str, np.ndarray]) -> Callable[[], np.ndarray]:
+        """The activation (M,) of the first estimate in ``est`` (from :meth:`finish`), worked
+        out when called."""
+        force, angle, velocity = est["force"][:1], est["angle"][:1], est["velocity"][:1]
+        return lambda: muscle_activation(self.preset, self.muscles, force, angle, velocity)[0]
 
     def predict(self, window: np.ndarray) -> Estimate:
         """The estimate for the newest step of ``window`` (W, C): excitation, oldest first
@@ -199,10 +229,12 @@ class Estimator:
         if window.shape != self._window_shape:
             raise ValueError(f"window must have shape {self._window_shape}, got {window.shape}")
         x = model_input(np.asarray(window, dtype=np.float32), self._baseline)
-        est = self.finish(self.run({"excitation": np.ascontiguousarray(x.T[None])}))
+        est = self.finish(self.run({"excitation": np.ascontiguousarray(x.T[None])}),
+                          activation=False)
         return Estimate(angle=float(est["angle"][0]), velocity=float(est["velocity"][0]),
-                        activation=est["activation"][0], force=est["force"][0],
-                        moment=est["moment"][0], net_moment=float(est["net_moment"][0]))
+                        force=est["force"][0], moment=est["moment"][0],
+                        net_moment=float(est["net_moment"][0]),
+                        activation_of=self.activation_of(est))
 
 
 def load_model(model_dir: str | Path, threads: int = 1) -> Estimator:

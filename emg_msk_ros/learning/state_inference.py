@@ -70,18 +70,17 @@ class StateAidedEstimator(Estimator):
                 "outputs": (TensorSpec("angle", (offsets, steps)),
                             TensorSpec("force", (len(self.muscle_names), offsets, steps)))}
 
-    def finish(self, outputs: Mapping[str, np.ndarray], velocity: np.ndarray
-               ) -> dict[str, np.ndarray]:
+    def finish(self, outputs: Mapping[str, np.ndarray], velocity: np.ndarray, *,
+               activation: bool = True) -> dict[str, np.ndarray]:
         """Estimates from the network's named outputs (N windows) at their newest step and the
-        measured velocity at t (N,) rad/s."""
+        measured velocity at t (N,) rad/s (without ``activation``: none, see
+        :meth:`~.inference.Estimator.activation_of`)."""
         angles = np.asarray(outputs["angle"][..., -1], dtype=np.float64)  # (N, H + 1)
         force = np.asarray(outputs["force"][..., 0, -1], dtype=np.float64)  # (N, M), h = 0
         angle = angles[:, 0]
         velocity = np.asarray(velocity, dtype=np.float64)
         lengths, arms = hill.geometry(self.muscles, self.preset.clip_angle(angle))
         moment = arms * force
-        activation = hill_activation(self.muscles, self.preset.curves, force, lengths, arms,
-                                     velocity)
         h = self.ahead
         if h >= 2:
             ahead_velocity = (3 * angles[:, h] - 4 * angles[:, h - 1] + angles[:, h - 2]) / (
@@ -90,9 +89,13 @@ class StateAidedEstimator(Estimator):
             ahead_velocity = (angles[:, 1] - angles[:, 0]) / self.dt
         else:
             ahead_velocity = velocity
-        return {"angle": angle, "velocity": velocity, "activation": activation, "force": force,
-                "moment": moment, "net_moment": moment.sum(axis=1),
-                "angle_ahead": angles[:, h], "velocity_ahead": ahead_velocity}
+        out = {"angle": angle, "velocity": velocity, "force": force, "moment": moment,
+               "net_moment": moment.sum(axis=1), "angle_ahead": angles[:, h],
+               "velocity_ahead": ahead_velocity}
+        if activation:
+            out["activation"] = hill_activation(self.muscles, self.preset.curves, force, lengths,
+                                                arms, velocity)
+        return out
 
     def predict(self, window: np.ndarray, joint_state: np.ndarray | None = None
                 ) -> AheadEstimate:
@@ -108,11 +111,12 @@ class StateAidedEstimator(Estimator):
         state = np.asarray(joint_state, dtype=np.float32)
         outputs = self.run({"excitation": np.ascontiguousarray(x.T[None]),
                             "joint_state": np.ascontiguousarray(state.T[None])})
-        est = self.finish(outputs, state[-1:, 1])
+        est = self.finish(outputs, state[-1:, 1], activation=False)
         return AheadEstimate(
             angle=float(est["angle"][0]), velocity=float(est["velocity"][0]),
-            activation=est["activation"][0], force=est["force"][0], moment=est["moment"][0],
-            net_moment=float(est["net_moment"][0]), angle_ahead=float(est["angle_ahead"][0]),
+            force=est["force"][0], moment=est["moment"][0],
+            net_moment=float(est["net_moment"][0]), activation_of=self.activation_of(est),
+            angle_ahead=float(est["angle_ahead"][0]),
             velocity_ahead=float(est["velocity_ahead"][0]), horizon_s=self.horizon_s)
 
     def offline(self, envelope: np.ndarray, baseline: np.ndarray | None,

@@ -396,7 +396,7 @@ class MskEstimator(Node):
                            velocity=[estimate.velocity], effort=[estimate.net_moment])
         joint.header.stamp = header_stamp
         joint.header.frame_id = frame_id
-        self.joint_publisher.publish(joint)
+        self.joint_publisher.publish(joint)  # before the Hill inversion (estimate.activation)
         muscles = MuscleState(names=est.muscle_names, joint_names=[est.joint_name],
                               activation=estimate.activation.tolist(),
                               force=estimate.force.tolist(), moment=estimate.moment.tolist())
