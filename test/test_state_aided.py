@@ -26,7 +26,9 @@ from emg_msk_ros.learning.metadata import META_FILE, ONNX_FILE, WEIGHTS_FILE, ah
 from emg_msk_ros.learning.runtime import TensorSpec
 from emg_msk_ros.learning.settings import ModelSettings, load_training_settings
 from emg_msk_ros.learning.state_inference import StateAidedEstimator
-from emg_msk_ros.learning.state_loss import future_trajectory
+from emg_msk_ros.learning.loss import PhysicsTerms, Scales
+from emg_msk_ros.learning.state_data import StateBatch
+from emg_msk_ros.learning.state_loss import StateLoss, future_trajectory
 from emg_msk_ros.learning.state_model import MOTION_TAPS, StateAidedPICNN
 from emg_msk_ros.paths import models_dir
 from emg_msk_ros.physics import muscle as hill
@@ -137,6 +139,34 @@ def test_the_future_trajectory_joins_measured_past_and_predicted_future():
     np.testing.assert_array_equal(angles[0], [0.0, 1.0, angle[0, 1, 1], angle[0, 2, 1]])
     np.testing.assert_array_equal(forces[0, 0], [force[0, 0, 0, 0], *force[0, 0, :, 1]])
     assert angles.shape == (2, 4) and forces.shape == (2, 2, 4)
+
+
+def test_the_force_labels_supervise_the_forces_now_only():
+    preset = load_preset("knee")
+    m, h, k, w = len(preset.muscle_names), 3, 4, 8
+    settings = load_training_settings().loss
+    scales = Scales(angle_mean=1.0, angle=0.3, force=np.full(m, 100.0), moment=10.0, torque=5.0)
+    loss = StateLoss(PhysicsTerms(preset, 0.01, settings), scales, 0.01, settings,
+                     physics=True, forces_labelled=True)
+    gen = torch.Generator().manual_seed(0)
+    batch = StateBatch(x=torch.rand(2, m, w, generator=gen),
+                       joint=torch.stack([torch.full((2, w), 1.0), torch.zeros(2, w)], dim=1),
+                       angle=torch.full((2, h + 1, k), 1.0),
+                       activation=torch.rand(2, m, k, generator=gen),
+                       force=100 * torch.rand(2, m, k, generator=gen),
+                       moment=torch.zeros(2, h + 1, k))
+    force = 100 * torch.rand(2, m, h + 1, k, generator=gen)
+    angle = torch.full((2, h + 1, k), 1.0)
+    _, terms = loss((angle, force), batch)
+    ahead = force.clone()
+    ahead[:, :, 1:] += 50.0  # the forces ahead: the force term ignores them, physics does not
+    _, terms_ahead = loss((angle, ahead), batch)
+    assert terms_ahead["force"] == pytest.approx(terms["force"], rel=1e-6)
+    assert terms_ahead["physics"] != pytest.approx(terms["physics"], rel=1e-3)
+    now = force.clone()
+    now[:, :, 0] += 50.0
+    _, terms_now = loss((angle, now), batch)
+    assert terms_now["force"] > terms["force"] + 0.1
 
 
 def test_a_state_aided_model_loads_and_records_its_kind(state_aided_model):

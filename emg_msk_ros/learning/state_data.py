@@ -1,5 +1,5 @@
 """Windows for the state-aided model: excitation and measured joint state in, labels now and
-``ahead`` steps into the future (see :mod:`.state_model`)."""
+``ahead`` steps into the future (the forces now only; see :mod:`.state_loss`)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ class StateBatch:
     joint: torch.Tensor  # (B, 2, W) measured angle (rad) and velocity (rad/s)
     angle: torch.Tensor  # (B, H+1, K) true angle (rad) at t + h
     activation: torch.Tensor  # (B, M, K) at t
-    force: torch.Tensor | None  # (B, M, H+1, K) N at t + h
+    force: torch.Tensor | None  # (B, M, K) N at t
     moment: torch.Tensor | None  # (B, H+1, K) N·m at t + h
 
     @property
@@ -56,7 +56,7 @@ class StateWindowSet(WindowSet):
             joint=self._state[rows_in].transpose(1, 2),
             angle=self._angle[rows_ahead],
             activation=self._activation[rows_out].transpose(1, 2),
-            force=None if self._force is None else self._force[rows_ahead].permute(0, 3, 1, 2),
+            force=None if self._force is None else self._force[rows_out].transpose(1, 2),
             moment=None if self._moment is None else self._moment[rows_ahead],
         )
 
