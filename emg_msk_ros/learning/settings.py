@@ -114,7 +114,7 @@ class OptimSettings:
     max_epochs: int = 40
     min_epoch_batches: int = 10  # steps per epoch at least (short sessions redraw windows)
     patience: int = 8  # epochs without a better validation loss before stopping
-    max_minutes: float = 10.0  # wall-clock cap; the best epoch so far is kept
+    max_minutes: float = 30.0  # wall-clock cap; the best epoch so far is kept
     threads: int = 1  # torch CPU threads while training
     state_aided_max_epochs: int = 160  # max_epochs and patience of the state-aided model
     state_aided_patience: int = 40
