@@ -71,3 +71,33 @@ def test_the_node_graph_runs_a_session_where_torch_cannot_be_imported(tmp_path, 
     assert (0 if state_aided else 0.5 * (seconds - 0.7) * 100) < angles.size <= seconds * 100
     assert np.all(np.isfinite(angles)) and np.all((angles > -0.5) & (angles < 2.6))
     assert topics["/assist/state"]  # and the controller answered
+
+
+# `python -c` program: says what ORT_DISABLE_TELEMETRY holds when onnxruntime is imported.
+AT_ORT_IMPORT = """
+import os
+import sys
+
+
+class Watch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "onnxruntime":
+            print("at import:", os.environ.get("ORT_DISABLE_TELEMETRY"))
+
+
+sys.meta_path.insert(0, Watch())
+import emg_msk_ros.learning.runtime
+"""
+
+
+@pytest.mark.parametrize("users, expected", [(None, "1"), ("0", "0")])
+def test_serving_opts_out_of_onnx_runtime_telemetry_before_importing_it(users, expected,
+                                                                         monkeypatch, tmp_path):
+    """ONNX Runtime 1.29+ sends telemetry off the machine unless ORT_DISABLE_TELEMETRY=1 is set
+    before it initialises: serving sets it first, keeping a value the user set."""
+    monkeypatch.delenv("ORT_DISABLE_TELEMETRY", raising=False)
+    if users is not None:
+        monkeypatch.setenv("ORT_DISABLE_TELEMETRY", users)
+    done = subprocess.run([sys.executable, "-c", AT_ORT_IMPORT], capture_output=True,
+                          text=True, timeout=120, check=True, cwd=tmp_path)  # the installed copy
+    assert done.stdout.splitlines() == [f"at import: {expected}"]

@@ -34,12 +34,19 @@ threads do not spin (spinning would take CPU from the other nodes for nothing).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
+
+# ONNX Runtime (1.29 on) sends usage telemetry from Linux too, to a Microsoft server, unless
+# ORT_DISABLE_TELEMETRY=1 is set before it initialises: an estimator on an exoskeleton must not
+# reach outside its machine of its own accord (and tests and benchmarks here keep to loopback).
+# A value already set is kept.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+import onnxruntime as ort  # noqa: E402  (after the opt-out, which it reads on initialising)
 
 from emg_msk_ros.learning.metadata import META_FILE, Fields, ModelError, read_checked_file
 
