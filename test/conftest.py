@@ -1,4 +1,5 @@
-"""Shared fixtures. Every test process keeps DDS (in a domain of its own) and LSL on loopback."""
+"""Shared fixtures. Every test process keeps DDS (in a domain of its own) and LSL on loopback,
+and ONNX Runtime's telemetry off."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import sys
 # ROS_DOMAIN_ID (0..101 are valid everywhere) so parallel runs and other sessions never mix.
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
+# Before anything can import onnxruntime: no telemetry off the machine (serving sets it too).
+os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 
 from pathlib import Path  # noqa: E402
 
