@@ -18,7 +18,7 @@ import torch
 from emg_msk_ros.io.recording import Recording
 from emg_msk_ros.io.session_bag import read_recording, write_recording
 from emg_msk_ros.learning import dataset as ds
-from emg_msk_ros.learning import evaluate
+from emg_msk_ros.learning import evaluate, train
 from emg_msk_ros.learning.export import read_model_dir
 from emg_msk_ros.learning.inference import ModelError, estimate_offline, load_model
 from emg_msk_ros.learning.joint_input import hold_at, measured_state
@@ -189,6 +189,15 @@ def test_the_state_aided_settings_replace_the_emg_only_ones():
     state = settings.state_aided()
     assert (state.optim.max_epochs, state.optim.patience, state.loss.hill_weight) == (11, 5, 0.4)
     assert (settings.optim.max_epochs, settings.loss.hill_weight) == (7, 0.0)
+
+
+def test_train_options_reach_the_state_aided_settings():
+    parser = argparse.ArgumentParser()
+    train.configure(parser)
+    args = parser.parse_args(["--data", "s", "--out", "m", "--inputs", "emg+state",
+                              "--hill-weight", "0.7", "--epochs", "9"])
+    state = train._settings_from_args(args).state_aided()
+    assert (state.loss.hill_weight, state.optim.max_epochs) == (0.7, 9)
 
 
 def test_a_state_aided_model_refuses_a_path_without_joint_states(state_aided_model):

@@ -282,7 +282,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     physics.add_argument("--no-physics", action="store_true",
                          help="data-only CNN (the baseline): no physics terms")
     parser.add_argument("--hill-weight", type=float, help="weight of the Hill-consistency term "
-                        "(overrides the settings for the sessions' mode)")
+                        "(overrides the settings for the sessions' mode and model kind)")
     parser.add_argument("--inputs", choices=("emg", "emg+state"), default="emg",
                         help="emg: the EMG-only PI-CNN; emg+state: the state-aided PI-CNN, "
                         "which also reads the sessions' measured joint states (joint_states) "
@@ -304,7 +304,8 @@ def _settings_from_args(args: argparse.Namespace) -> TrainingSettings:
         settings = settings.replace("loss", physics_weight=args.physics_weight)
     if args.hill_weight is not None:
         settings = settings.replace("loss", hill_weight=args.hill_weight,
-                                    hill_weight_unlabelled=args.hill_weight)
+                                    hill_weight_unlabelled=args.hill_weight,
+                                    state_aided_hill_weight=args.hill_weight)
     if args.epochs is not None:
         settings = settings.replace("optim", max_epochs=args.epochs,
                                     state_aided_max_epochs=args.epochs)
