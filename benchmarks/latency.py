@@ -1,7 +1,7 @@
 """End-to-end latency and CPU of the node graph at 2 kHz × 8 channels in 10-sample chunks.
 
 ``emg-msk bench latency [--json] [--quick] [--duration S] [--channels 8] [--executor events]
-[--source bag|lsl] [--realtime]``
+[--source bag|lsl] [--realtime] [--no-intra-process]``
 
 The graph (emg_driver → emg_conditioner → msk_estimator → assist_controller) runs in this
 process exactly as ``emg-msk run`` builds it; a *separate process* subscribes to its outputs and
@@ -218,7 +218,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
     try:
         if child.stdout.readline().strip() != "ready":
             raise RuntimeError("the probe process did not start")
-        with Graph(config, executor=args.executor) as graph:
+        with Graph(config, executor=args.executor, intra_process=args.intra_process) as graph:
             if feed is not None:
                 feed.time_driver(graph.driver)
             joint_pub = graph.nodes["msk_estimator"].joint_publisher
@@ -396,6 +396,7 @@ def summarise(samples, window, cpu: float, rss: np.ndarray, counts: dict, estima
         "channels": len(estimator.channel_names), "sample_rate_hz": SAMPLE_RATE,
         "chunk": CHUNK, "model_rate_hz": estimator.model_rate, "executor": args.executor,
         "duration_s": args.duration, "realtime": args.realtime, "load_average": list(load),
+        "intra_process": args.intra_process,
         "latency_ms": {
             "emg/raw hop (from release)": percentiles((raw[:, 1] - raw[:, 0] - release_ns) / 1e6),
             "estimate (from EMG stamp)": percentiles((joint[:, 1] - joint[:, 0]) / 1e6),
@@ -413,7 +414,8 @@ def summarise(samples, window, cpu: float, rss: np.ndarray, counts: dict, estima
 def print_table(result: dict) -> None:
     print(f"end-to-end latency: {result['channels']} channels x {result['sample_rate_hz']:g} Hz, "
           f"{result['chunk']}-sample chunks, model {result['model_rate_hz']:g} Hz, "
-          f"{result['executor']} executor, {result['duration_s']:g} s"
+          f"{result['executor']} executor, EMG topics between the nodes "
+          f"{'in process' if result['intra_process'] else 'over DDS'}, {result['duration_s']:g} s"
           + (", SCHED_FIFO 10" if result["realtime"] else "")
           + (", over LSL (EMG stamp: the outlet's timestamp)" if "source" in result else "")
           + ", load average {:.2f} -> {:.2f}".format(*result["load_average"]))
@@ -453,6 +455,9 @@ def main(argv: list[str]) -> int:
                              "--source lsl the outlet and the bare inlet) at real-time priority "
                              "(SCHED_FIFO 10; needs the privilege), so that other processes on "
                              "a shared machine do not set the p99")
+    parser.add_argument("--no-intra-process", dest="intra_process", action="store_false",
+                        help="the graph's EMG topics over DDS, as emg-msk run --no-intra-process "
+                             "(the baseline of the in-process delivery)")
     parser.add_argument("--probe", help=argparse.SUPPRESS)
     parser.add_argument("--probe-without-raw", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--bare-inlet", nargs=2, help=argparse.SUPPRESS)

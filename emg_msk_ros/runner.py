@@ -1,6 +1,7 @@
 """``emg-msk run``: the node graph in one process, from the YAML the launch files use.
 
     emg-msk run [--config FILE] [--bag SESSION] [--record OUT] [--duration S]
+                [--no-intra-process]
 
 The config is a ROS 2 parameters file (``<node_name>: ros__parameters: {...}``); each section
 names a node of the graph (``emg_driver`` or ``sim_exo``, the simulated wearer and exoskeleton,
@@ -8,6 +9,14 @@ names a node of the graph (``emg_driver`` or ``sim_exo``, the simulated wearer a
 as ``ros2 launch`` would pass the file. All nodes share one rclpy context and executor
 (``rclpy.experimental.EventsExecutor`` by default). Streaming starts once every topic between
 the nodes (and the recorder) is connected, so nothing is lost to discovery.
+
+The EMG topics between the nodes are delivered in process (:mod:`emg_msk_ros.nodes.local_links`;
+``--no-intra-process`` turns it off): the driver's streaming thread runs the conditioner on each
+chunk and the estimator on each excitation sample itself, so an estimate leaves as soon as its
+chunk arrives instead of after two DDS hops through the executor. ``emg/raw`` and
+``emg/envelope`` still go out over DDS whenever anything else subscribes (the recorder, rviz,
+another process). The estimator's joint states, and everything the controller reads, go
+through the executor as before, and so does ``sim_exo``'s EMG (like its encoder readings).
 
 The run ends after ``--duration`` s, when a replayed session has gone through the whole graph,
 or on Ctrl-C. Shutdown is ordered: the assist controller publishes zero torque first, then the
@@ -124,12 +133,15 @@ class Graph:
     the graph's ``emg/envelope`` (a state-aided model: its ``joint_state_topic``, best given
     absolute, e.g. ``/joint_states``) and publishes under ``NS`` (``NS/msk/joint_states``, ...),
     which no node of the graph reads; e.g. a second model scored beside the one in the loop.
+    ``intra_process`` links emg_driver → emg_conditioner → msk_estimator in process (see the
+    module docstring).
     """
 
     def __init__(self, config: Mapping[str, Mapping[str, Any]], *, executor: str = "events",
                  record: str | Path | None = None, record_topics: Sequence[str] | None = None,
                  replay_topics: Sequence[str] = (),
-                 observers: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+                 observers: Mapping[str, Mapping[str, Any]] | None = None,
+                 intra_process: bool = True) -> None:
         import rclpy
         from rclpy.signals import SignalHandlerOptions
 
@@ -159,6 +171,8 @@ class Graph:
                     f"{namespace}/msk_estimator", *NODE_CLASSES["msk_estimator"], values,
                     namespace=namespace,
                     cli_args=["--ros-args", "-r", f"{TOPIC_ENVELOPE}:=/{TOPIC_ENVELOPE}"])
+            if intra_process:
+                self._link_emg()
             self.executor = _make_executor(executor, self.context)
             for node in self.nodes.values():
                 self.executor.add_node(node)
@@ -184,6 +198,17 @@ class Graph:
             node.destroy_node()
             raise GraphError(f"node {name} has no parameter(s) {', '.join(unknown)}")
         return node
+
+    def _link_emg(self) -> None:
+        """emg_driver → emg_conditioner → msk_estimator in process (see the module docstring)."""
+        from emg_msk_ros.nodes.local_links import link
+
+        conditioner = self.nodes.get("emg_conditioner")
+        estimator = self.nodes.get("msk_estimator")
+        if conditioner is not None and self.driver is not None:
+            link(self.driver.links, conditioner, conditioner.subscription, conditioner.on_raw)
+        if estimator is not None and conditioner is not None:
+            link(conditioner.links, estimator, estimator.subscription, estimator.on_envelope)
 
     @property
     def driver(self):
@@ -395,6 +420,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument("--executor", choices=EXECUTORS, default="events",
                         help="rclpy executor (default: events; single/multi are the standard ones)")
+    parser.add_argument("--no-intra-process", dest="intra_process", action="store_false",
+                        help="the EMG topics between the nodes over DDS too (default: in process, "
+                             "on the driver's thread)")
 
 
 def graph_config(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -423,11 +451,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = graph_config(args)
         with Graph(config, executor=args.executor, record=args.record,
-                   record_topics=args.record_topics, replay_topics=args.replay_topics) as graph:
+                   record_topics=args.record_topics, replay_topics=args.replay_topics,
+                   intra_process=args.intra_process) as graph:
             graph.start()
             recording = f"; recording to {args.record}" if args.record else ""
-            print(f"emg-msk run: {', '.join(graph.nodes)} running ({args.executor} executor)"
-                  f"{recording}; Ctrl-C stops", flush=True)
+            links = "" if args.intra_process else ", EMG topics over DDS"
+            print(f"emg-msk run: {', '.join(graph.nodes)} running ({args.executor} executor"
+                  f"{links}){recording}; Ctrl-C stops", flush=True)
             reason = graph.run(duration=args.duration, stop=stop)
             print(f"emg-msk run: stopping ({reason})", flush=True)
             for name, count in graph.counts().items():

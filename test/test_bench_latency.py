@@ -36,7 +36,8 @@ def test_over_lsl_each_estimate_is_timed_from_its_chunk_in_the_driver(load_bench
     joint = np.column_stack([stamps, stamps + 2 * ms])
     samples = {"emg_raw": np.empty((0, 2), dtype=np.int64), "msk_joint_states": joint,
                "assist_state": np.column_stack([stamps, stamps + 3 * ms])}
-    args = types.SimpleNamespace(executor="events", duration=1.0, realtime=False)
+    args = types.SimpleNamespace(executor="events", duration=1.0, realtime=False,
+                                 intra_process=True)
     estimator = types.SimpleNamespace(channel_names=["A"] * 8, model_rate=100.0)
     result = latency.summarise(samples, [9_000 * ms, 11_000 * ms], 0.3,
                                np.array([[0.0, 400.0], [1.0, 400.0]]), {}, estimator, args,

@@ -39,6 +39,7 @@ from emg_msk_ros.nodes.common import (
     stamp_ns,
     to_stamp,
 )
+from emg_msk_ros.nodes.local_links import LocalLinks
 from emg_msk_ros.signal import Calibration, Conditioner, StreamFormatError, load_settings
 
 
@@ -62,6 +63,7 @@ class EmgConditioner(Node):
         self.conditioner: Conditioner | None = None
         self.invalid_samples = 0
         self.publisher = self.create_publisher(EmgArray, TOPIC_ENVELOPE, sensor_qos(depth))
+        self.links = LocalLinks()  # in-process subscribers of emg/envelope (emg-msk run)
         self.subscription = self.create_subscription(EmgArray, TOPIC_RAW, self.on_raw,
                                                      sensor_qos(depth))
 
@@ -161,7 +163,7 @@ class EmgConditioner(Node):
         msg.header.frame_id = raw.header.frame_id
         msg.header.stamp = to_stamp(stamp)
         msg.data = float32_array(out.excitation)
-        self.publisher.publish(msg)
+        self.links.publish(self.publisher, msg)
         self.health.output(TOPIC_ENVELOPE)
 
 

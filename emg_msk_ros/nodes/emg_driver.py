@@ -30,6 +30,7 @@ from emg_msk_ros.nodes.common import (
     sensor_qos,
     to_stamp,
 )
+from emg_msk_ros.nodes.local_links import LocalLinks
 
 
 class EmgDriver(LifecycleNode):
@@ -39,6 +40,7 @@ class EmgDriver(LifecycleNode):
         super().__init__("emg_driver", **kwargs)
         self.source = None
         self.publisher = None
+        self.links = LocalLinks()  # in-process subscribers of emg/raw (emg-msk run)
         self.streaming = False
         self.finished = threading.Event()  # the source ran out (never set when looping)
         self.samples_published = 0
@@ -210,7 +212,7 @@ class EmgDriver(LifecycleNode):
 
     def _wait_for_subscribers(self) -> bool:
         wanted, waited = self.param("min_subscribers"), 0
-        while (have := self.publisher.get_subscription_count()) < wanted:
+        while (have := self.publisher.get_subscription_count() + len(self.links)) < wanted:
             if waited % 100 == 0:
                 self.health.note(f"waiting for {wanted} subscriber(s) on {TOPIC_RAW}, have {have}")
             waited += 1
@@ -263,7 +265,7 @@ class EmgDriver(LifecycleNode):
         msg.header.frame_id = template.header.frame_id
         msg.header.stamp = to_stamp(chunk.stamp_ns)
         msg.data = float32_array(chunk.data)
-        self.publisher.publish(msg)
+        self.links.publish(self.publisher, msg)
         self.samples_published += chunk.data.shape[0]
         self.health.input("source")
         self.health.output(TOPIC_RAW)
