@@ -59,6 +59,10 @@ pushed whole (a pull woken by a chunk's first sample waits for the rest being un
 other processes on a shared machine do not set the p99. The load average (1 min) at the start
 and end of the measurement is printed with the numbers; on a shared machine run the benchmark
 at least twice.
+
+``--no-intra-process`` builds the graph as ``emg-msk run --no-intra-process`` does: ``emg/raw``
+and ``emg/envelope`` go over DDS through the executor instead of being delivered in process on
+the driver's thread (:mod:`emg_msk_ros.nodes.local_links`), the baseline of that delivery.
 """
 
 from __future__ import annotations
