@@ -182,6 +182,26 @@ def test_disable_and_destroy_publish_zero(rig):
     spin_until(executor, lambda: probe.commands[-1] == [0.0], what="zero on destroy")
 
 
+def test_callbacks_after_destroy_publish_nothing_and_raise_nothing(rig):
+    """An executor may deliver an event queued before the node was destroyed (seen at the end
+    of `emg-msk run`): the zero torque stays the last command."""
+    executor, controller, probe = rig
+    enable_and_reach_assist(executor, probe)
+    executor.remove_node(controller)
+    controller.destroy_node()
+    spin_until(executor, lambda: probe.commands[-1] == [0.0], what="zero on destroy")
+    sent = len(probe.commands)
+    estimate = JointState(name=["knee"], position=[0.5], velocity=[0.0], effort=[8.0])
+    estimate.header.stamp = controller.get_clock().now().to_msg()
+    controller._on_estimate(estimate)
+    controller._on_estop(Bool(data=False))
+    controller._control_step()
+    end = time.monotonic() + 0.3
+    while time.monotonic() < end:
+        executor.spin_once(timeout_sec=0.01)
+    assert len(probe.commands) == sent and probe.commands[-1] == [0.0]
+
+
 def test_exception_in_the_loop_publishes_zero_and_latches_a_fault(rig):
     executor, controller, probe = rig
     enable_and_reach_assist(executor, probe)

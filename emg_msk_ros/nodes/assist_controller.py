@@ -211,6 +211,8 @@ class AssistControllerNode(Node):
         self.get_logger().warning(f"{name}: {reason}", throttle_duration_sec=1.0)
 
     def _on_estimate(self, msg: JointState) -> None:
+        if self._destroyed:  # a late event (see _control_step)
+            return
         picked, why = _by_name(msg.name, self.joints, {
             "position": msg.position, "velocity": msg.velocity, "effort": msg.effort})
         if picked is None:
@@ -269,6 +271,10 @@ class AssistControllerNode(Node):
     # -- output ----------------------------------------------------------------------------
 
     def _control_step(self) -> None:
+        # After destroy_node (zero torque published) the executor may still hand over an event
+        # queued before: the node publishes nothing more.
+        if self._destroyed:
+            return
         try:
             out = self.controller.step(self._now())
             self.command_pub.publish(Float64MultiArray(data=out.command.tolist()))
