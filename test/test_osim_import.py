@@ -7,6 +7,7 @@ models are copied in ``test/data/models`` (see SOURCE.md there).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -87,3 +88,11 @@ def test_cli_writes_a_loadable_preset_and_reports_errors(tmp_path, opensim_model
     assert "NOPE" in capsys.readouterr().err
     assert osim_import.run(import_args(tmp_path, model=tmp_path / "missing.osim")) == 1
     assert "missing.osim" in capsys.readouterr().err
+
+
+def test_without_opensim_the_command_says_what_to_install_and_exits_2(tmp_path, monkeypatch,
+                                                                      capsys):
+    monkeypatch.setitem(sys.modules, "opensim", None)  # import opensim now fails
+    args = import_args(tmp_path, model=MODELS / "MoBL_ARMS_J_Simple_032118.osim")
+    assert osim_import.run(args) == 2
+    assert "pip install opensim==4.6" in capsys.readouterr().err

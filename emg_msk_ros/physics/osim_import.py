@@ -44,6 +44,11 @@ class OsimImportError(RuntimeError):
     """The model, coordinate or muscles cannot be imported as asked."""
 
 
+class OpenSimMissing(OsimImportError):
+    """The OpenSim Python package does not import here (exit code 2, as the other commands
+    whose needs are missing)."""
+
+
 @dataclass
 class MuscleSample:
     """One muscle's OpenSim parameters and its sampled geometry."""
@@ -79,8 +84,8 @@ def _opensim():
     try:
         import opensim
     except ModuleNotFoundError as exc:
-        raise OsimImportError("the OpenSim Python package is needed: pip install opensim==4.6"
-                           ) from exc
+        raise OpenSimMissing("needs the OpenSim Python package, which does not import here "
+                             f"({exc}); pip install opensim==4.6") from exc
     finally:
         # opensim's __init__ overwrites LD_LIBRARY_PATH (its own libraries are loaded by then);
         # restore it so processes started later (ROS nodes) still find theirs.
@@ -417,7 +422,7 @@ def run(args: argparse.Namespace) -> int:
         load_preset(out)  # the file must load back
     except (OsimImportError, PresetError, argparse.ArgumentTypeError, ValueError) as exc:
         print(f"emg-msk import-osim: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, OpenSimMissing) else 1
     print(f"wrote {out}")
     return 0
 
