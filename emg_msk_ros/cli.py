@@ -54,7 +54,7 @@ COMMANDS: dict[str, Command] = {
     "export": Command("emg_msk_ros.learning.export",
                       "add model.onnx (the served network) to a model folder", ("torch",)),
     "evaluate": Command("emg_msk_ros.learning.evaluate", "score a model on a session",
-                        ("torch",)),
+                        ("onnxruntime",)),
     "run": Command("emg_msk_ros.runner", "run the node graph in one process",
                    ("ROS 2", "onnxruntime")),
     "stream": Command("emg_msk_ros.io.lsl_stream",

@@ -39,6 +39,7 @@ from emg_msk_ros.learning.settings import (
     window_length,
 )
 from emg_msk_ros.learning.train import train_on_recordings
+from emg_msk_ros.learning.windows import WindowSet
 from emg_msk_ros.physics.forward import simulate_forward
 from emg_msk_ros.physics.preset import load_preset
 from emg_msk_ros.physics.simulate import simulate_session
@@ -141,7 +142,7 @@ def test_windows_hold_the_excitation_and_the_labels_of_their_last_steps(preset, 
     trial = ds.make_trial(recording, preset, conditioning, cal, "toy-1")
     assert trial.dt == pytest.approx(0.01)
     assert np.all((trial.excitation >= 0) & (trial.excitation <= 1))
-    windows = ds.WindowSet([trial], [[(100, 400)]], window=18, horizon=4, stride=3)
+    windows = WindowSet([trial], [[(100, 400)]], window=18, horizon=4, stride=3)
     assert int(windows.ends[0]) == 117 and int(windows.ends[-1]) <= 399
     batch = windows.batch(torch.tensor([0, 5]))
     end = int(windows.ends[5])
@@ -276,7 +277,7 @@ def test_physics_residual_is_near_zero_on_truth_and_large_on_corrupted(preset, r
                                                                        conditioning):
     cal = ds.session_calibration(recording, preset, conditioning, "toy-1")
     trial = ds.make_trial(recording, preset, conditioning, cal, "toy-1")
-    windows = ds.WindowSet([trial], [[(0, len(trial))]], window=18, horizon=6)
+    windows = WindowSet([trial], [[(0, len(trial))]], window=18, horizon=6)
     batch = windows.batch(torch.arange(len(windows)))
     terms = PhysicsTerms(preset, trial.dt, SMALL.loss)
     torque = preset.muscle_torque(trial.force, trial.angle)

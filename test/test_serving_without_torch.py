@@ -5,6 +5,7 @@ they need."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -14,6 +15,7 @@ import yaml
 
 from emg_msk_ros.io.bag_replay import read_topics
 from emg_msk_ros.io.session_bag import write_recording
+from emg_msk_ros.paths import models_dir
 from emg_msk_ros.physics.preset import load_preset
 from emg_msk_ros.physics.simulate import simulate_session
 from emg_msk_ros.runner import load_config
@@ -71,6 +73,26 @@ def test_the_node_graph_runs_a_session_where_torch_cannot_be_imported(tmp_path, 
     assert (0 if state_aided else 0.5 * (seconds - 0.7) * 100) < angles.size <= seconds * 100
     assert np.all(np.isfinite(angles)) and np.all((angles > -0.5) & (angles < 2.6))
     assert topics["/assist/state"]  # and the controller answered
+
+
+@pytest.mark.parametrize("model", ["knee", "knee-state"])
+def test_evaluate_scores_a_session_where_torch_cannot_be_imported(tmp_path, model):
+    """`emg-msk evaluate` serves the model with ONNX Runtime: the same metrics without torch."""
+    session = write_recording(tmp_path / "session", simulate_session(
+        load_preset("knee"), 4.0, seed=5, kin_rate=100.0), chunk_size=10)
+    args = ["evaluate", "--model", str(models_dir() / model), "--data", str(session), "--json"]
+    without = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, *args], capture_output=True,
+                             text=True, timeout=300, cwd=tmp_path)
+    assert without.returncode == 0, without.stdout + without.stderr
+    report, _, rest = without.stdout.partition("torch modules:")
+    assert rest.startswith(" []")
+    with_torch = subprocess.run([sys.executable, "-m", "emg_msk_ros.cli", *args],
+                                capture_output=True, text=True, timeout=300, check=True,
+                                cwd=tmp_path)
+    metrics = json.loads(report)["metrics"]
+    assert metrics == json.loads(with_torch.stdout)["metrics"]
+    assert np.isfinite(metrics["angle"]["rmse_deg"])
+    assert (model == "knee-state") == ("angle_ahead" in metrics)
 
 
 # `python -c` program: says what ORT_DISABLE_TELEMETRY holds when onnxruntime is imported.

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from emg_msk_ros.learning.dataset import DataError, Trial, make_trial, session_calibration
-from emg_msk_ros.learning.export import ModelError
 from emg_msk_ros.learning.inference import Estimator, estimate_offline, load_model
+from emg_msk_ros.learning.metadata import ModelError
 from emg_msk_ros.learning.metrics import score, score_ahead
 from emg_msk_ros.signal.calibration import Calibration
 from emg_msk_ros.signal.config import ConfigError

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from emg_msk_ros.learning.dataset import Batch
+from emg_msk_ros.learning.windows import Batch
 from emg_msk_ros.learning.settings import LossSettings
 from emg_msk_ros.physics.muscle import MuscleSet
 from emg_msk_ros.physics.preset import Preset

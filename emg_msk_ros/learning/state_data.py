@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from emg_msk_ros.learning.dataset import DataError, Segment, Trial, WindowSet
+from emg_msk_ros.learning.dataset import DataError, Segment, Trial
+from emg_msk_ros.learning.windows import WindowSet
 
 
 @dataclass
@@ -30,7 +31,7 @@ class StateBatch:
 
 
 class StateWindowSet(WindowSet):
-    """:class:`~.dataset.WindowSet` whose windows also carry the joint state and whose labels
+    """:class:`~.windows.WindowSet` whose windows also carry the joint state and whose labels
     reach ``ahead`` steps past each output step (segments end ``ahead`` steps early, so the
     future labels stay inside the segment)."""
 

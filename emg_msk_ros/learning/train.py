@@ -59,6 +59,7 @@ from emg_msk_ros.learning.settings import (
     window_length,
 )
 from emg_msk_ros.learning.training import TrainResult, train_model
+from emg_msk_ros.learning.windows import WindowSet
 from emg_msk_ros.physics.preset import Preset, PresetError, load_preset
 from emg_msk_ros.signal.calibration import Calibration
 from emg_msk_ros.signal.config import ConditioningSettings, ConfigError, load_settings
@@ -185,9 +186,9 @@ def train_on_recordings(recordings: Sequence[Recording], names: Sequence[str], p
     window = window_length(settings.model)
     train_segments, val_trials, val_segments = _segments(trials, val_trials, settings)
     if ahead is None:
-        train_set = ds.WindowSet(trials, train_segments, window, settings.model.horizon,
+        train_set = WindowSet(trials, train_segments, window, settings.model.horizon,
                                  settings.data.stride)
-        val_set = ds.WindowSet(val_trials, val_segments, window, settings.model.horizon)
+        val_set = WindowSet(val_trials, val_segments, window, settings.model.horizon)
     else:
         train_set = StateWindowSet(trials, train_segments, window, settings.model.horizon,
                                    ahead, settings.data.stride)

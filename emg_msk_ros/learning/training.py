@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from emg_msk_ros.learning.dataset import DataError, Trial, WindowSet
+from emg_msk_ros.learning.dataset import DataError, Trial
 from emg_msk_ros.learning.loss import PhysicsTerms, PILoss, Scales
 from emg_msk_ros.learning.model import PICNN
 from emg_msk_ros.learning.settings import TrainingSettings
 from emg_msk_ros.learning.state_data import StateWindowSet
 from emg_msk_ros.learning.state_loss import StateLoss
 from emg_msk_ros.learning.state_model import StateAidedPICNN
+from emg_msk_ros.learning.windows import WindowSet
 from emg_msk_ros.physics.inverse import derivatives
 from emg_msk_ros.physics.preset import Preset
 
