@@ -261,7 +261,18 @@ def test_a_stream_sent_sample_by_sample_is_not_gathered_into_long_chunks():
     np.testing.assert_array_equal(data, values(0, len(data)))
 
 
-def test_gaps_and_restarts_show_as_index_jumps(pylsl, lsl_name):
+@pytest.mark.parametrize("clock_step_ms", [0, 20])
+def test_gaps_and_restarts_show_as_index_jumps(pylsl, lsl_name, monkeypatch, clock_step_ms):
+    """With ``clock_step_ms``, the system clock has moved against the LSL clock by then when the
+    stream comes back (a slewed or stepped clock): the indices stay the stream's own."""
+    offsets = []
+
+    def offset_ns(local_clock):
+        offsets.append(lsl_pull.clock_offset_ns(local_clock) + len(offsets) * clock_step_ms
+                       * 1_000_000)
+        return offsets[-1]
+
+    monkeypatch.setattr(sources, "clock_offset_ns", offset_ns)
     rate, reports = 100.0, []
     first = lsl_outlet(pylsl, lsl_name, ["A", "B"], rate, chunk=0, source_id=f"{lsl_name}_1")
     source = sources.LslSource(lsl_name, timeout=10.0, report=reports.append)
@@ -294,6 +305,7 @@ def test_gaps_and_restarts_show_as_index_jumps(pylsl, lsl_name):
     assert any("945 samples missing before sample 1000 (stream restarted)" in r
                for r in reports)
     assert any("lost; waiting for it to come back" in r for r in reports)
+    assert len(offsets) == 2  # one per connection
 
 
 def test_the_clock_offset_comes_from_the_closest_pair_of_reads(monkeypatch):

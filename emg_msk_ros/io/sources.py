@@ -212,8 +212,10 @@ class LslSource:
     chunk the amplifier sent whole (see :meth:`_pull`), so the amplifier's own chunking sets the
     latency. LSL timestamps (the sender's ``local_clock``, s) are mapped to the system clock
     with the inlet's time correction and the offset between ``pylsl.local_clock()`` and
-    ``time.time_ns()`` measured at each connection; the stream index of each chunk follows from
-    them (:class:`TimestampIndexer`, ``gap_tolerance`` s), so gaps and restarts show as jumps.
+    ``time.time_ns()`` measured at each connection. The stream index of each chunk follows from
+    its time on this machine's LSL clock (:class:`TimestampIndexer`, ``gap_tolerance`` s), so
+    gaps and restarts show as jumps; the system clock may be slewed or stepped between two
+    connections (a VM's clock catching up) without moving an index.
     Channel names come from the stream's ``desc/channels/channel/label`` entries (``CH1..CHn``
     when absent). Values are taken to be volts times ``scale`` (e.g. 1e-6 for a stream in µV).
     """
@@ -449,7 +451,11 @@ class LslSource:
             stamps = self._reader.stamps[:count]
             for begin, end in self._indexer.runs(stamps):  # split where samples are missing
                 stamp_ns = round(float(stamps[begin]) * 1e9) + self._offset_ns
-                index, missing = self._indexer.place(stamp_ns, end - begin, restarted=restarted)
+                # indexed on this machine's LSL clock (monotonic), which the system clock's
+                # adjustments between two connections do not move
+                index, missing = self._indexer.place(
+                    round((float(stamps[begin]) + self._correction) * 1e9), end - begin,
+                    restarted=restarted)
                 if missing:
                     self._report(f"{self._what}: {missing} samples missing before sample "
                                  f"{index}" + (" (stream restarted)" if restarted else ""))
