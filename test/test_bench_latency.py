@@ -48,3 +48,14 @@ def test_over_lsl_each_estimate_is_timed_from_its_chunk_in_the_driver(load_bench
     assert table["command (from EMG stamp)"]["max"] == pytest.approx(3.0)
     assert table["emg/raw hop (from release)"]["n"] == 0
     assert result["load_average"] == [1.0, 1.5]
+
+
+def test_targets_are_not_judged_while_the_system_clock_moves(load_benchmark):
+    latency = load_benchmark("latency")
+    ratio = {"p50": 1.2, "p99": 1.1}
+    assert latency.judge_targets(2.5, ratio, 0.02) == {
+        "estimate p99 <= 3 ms": True, "LSL hop <= 1.5x bare (p50 and p99)": True}
+    assert latency.judge_targets(3.5, {"p50": 1.6, "p99": 1.0}, -0.05) == {
+        "estimate p99 <= 3 ms": False, "LSL hop <= 1.5x bare (p50 and p99)": False}
+    assert latency.judge_targets(2.5, ratio, 100.0) is None  # 5 ms/s over 20 s
+    assert latency.judge_targets(2.5, ratio, -0.2) is None
