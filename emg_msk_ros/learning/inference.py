@@ -112,7 +112,7 @@ def finish_outputs(outputs: dict[str, np.ndarray], preset: Preset, muscles: Musc
                    dt: float, *, activation: bool = True) -> dict[str, np.ndarray]:
     """Estimates for the newest step of each window from the network's outputs ``angle``
     (N, 1, K) and ``force`` (N, M, K) (see the module docstring); ``dt`` is the model's sample
-    interval (s). Without ``activation``, no ``activation`` (see :func:`muscle_activation`)."""
+    interval (s). Without ``activation``, what it needs instead (see :func:`with_activation`)."""
     angles = outputs["angle"][:, 0, -3:].astype(np.float64)  # the newest three steps
     angle = angles[:, -1]
     velocity = (3.0 * angle - 4.0 * angles[:, -2] + angles[:, -3]) / (2.0 * dt)
@@ -122,18 +122,20 @@ def finish_outputs(outputs: dict[str, np.ndarray], preset: Preset, muscles: Musc
     moment = arms * force
     out = {"angle": angle, "velocity": velocity, "force": force, "moment": moment,
            "net_moment": moment.sum(axis=1)}
-    if activation:
-        out["activation"] = hill_activation(muscles, preset.curves, force, lengths, arms,
-                                            velocity)
+    return with_activation(out, muscles, preset.curves, lengths, arms, activation)
+
+
+def with_activation(out: dict[str, np.ndarray], muscles: MuscleSet, curves: CurveParams,
+                    lengths: np.ndarray, arms: np.ndarray, now: bool) -> dict[str, np.ndarray]:
+    """``out`` (with ``force`` (N, M) N and ``velocity`` (N,) rad/s) plus its ``activation``
+    (N, M), or, unless ``now``, the muscle ``geometry`` (lengths, arms, m) that
+    :meth:`Estimator.activation_of` works it out from later."""
+    if now:
+        out["activation"] = hill_activation(muscles, curves, out["force"], lengths, arms,
+                                            out["velocity"])
+    else:
+        out["geometry"] = (lengths, arms)
     return out
-
-
-def muscle_activation(preset: Preset, muscles: MuscleSet, force: np.ndarray, angle: np.ndarray,
-                      velocity: np.ndarray) -> np.ndarray:
-    """Activation (N, M) of the estimates with ``force`` (N, M) N at ``angle`` (N,) rad and
-    ``velocity`` (N,) rad/s, as :func:`finish_outputs` gives it."""
-    lengths, arms = hill.geometry(muscles, preset.clip_angle(angle))
-    return hill_activation(muscles, preset.curves, force, lengths, arms, velocity)
 
 
 class Estimator:
@@ -218,10 +220,12 @@ class Estimator:
         return finish_outputs(outputs, self.preset, self.muscles, self.dt, activation=activation)
 
     def activation_of(self, est: dict[str, np.ndarray]) -> Callable[[], np.ndarray]:
-        """The activation (M,) of the first estimate in ``est`` (from :meth:`finish`), worked
-        out when called."""
-        force, angle, velocity = est["force"][:1], est["angle"][:1], est["velocity"][:1]
-        return lambda: muscle_activation(self.preset, self.muscles, force, angle, velocity)[0]
+        """The activation (M,) of the first estimate in ``est`` (from :meth:`finish` without
+        activation), worked out when called."""
+        force, velocity = est["force"][:1], est["velocity"][:1]
+        lengths, arms = (part[:1] for part in est["geometry"])
+        return lambda: hill_activation(self.muscles, self.preset.curves, force, lengths, arms,
+                                       velocity)[0]
 
     def predict(self, window: np.ndarray) -> Estimate:
         """The estimate for the newest step of ``window`` (W, C): excitation, oldest first

@@ -32,9 +32,9 @@ from emg_msk_ros.learning.inference import (
     Estimate,
     Estimator,
     ModelError,
-    hill_activation,
     model_input,
     run_windows,
+    with_activation,
 )
 from emg_msk_ros.learning.metadata import STATE_CHANNELS, ModelMeta
 from emg_msk_ros.learning.runtime import OnnxModel, TensorSpec
@@ -73,8 +73,8 @@ class StateAidedEstimator(Estimator):
     def finish(self, outputs: Mapping[str, np.ndarray], velocity: np.ndarray, *,
                activation: bool = True) -> dict[str, np.ndarray]:
         """Estimates from the network's named outputs (N windows) at their newest step and the
-        measured velocity at t (N,) rad/s (without ``activation``: none, see
-        :meth:`~.inference.Estimator.activation_of`)."""
+        measured velocity at t (N,) rad/s (without ``activation``: what it needs instead, see
+        :func:`~.inference.with_activation`)."""
         angles = np.asarray(outputs["angle"][..., -1], dtype=np.float64)  # (N, H + 1)
         force = np.asarray(outputs["force"][..., 0, -1], dtype=np.float64)  # (N, M), h = 0
         angle = angles[:, 0]
@@ -92,10 +92,7 @@ class StateAidedEstimator(Estimator):
         out = {"angle": angle, "velocity": velocity, "force": force, "moment": moment,
                "net_moment": moment.sum(axis=1), "angle_ahead": angles[:, h],
                "velocity_ahead": ahead_velocity}
-        if activation:
-            out["activation"] = hill_activation(self.muscles, self.preset.curves, force, lengths,
-                                                arms, velocity)
-        return out
+        return with_activation(out, self.muscles, self.preset.curves, lengths, arms, activation)
 
     def predict(self, window: np.ndarray, joint_state: np.ndarray | None = None
                 ) -> AheadEstimate:

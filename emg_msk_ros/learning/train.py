@@ -187,7 +187,7 @@ def train_on_recordings(recordings: Sequence[Recording], names: Sequence[str], p
     train_segments, val_trials, val_segments = _segments(trials, val_trials, settings)
     if ahead is None:
         train_set = WindowSet(trials, train_segments, window, settings.model.horizon,
-                                 settings.data.stride)
+                              settings.data.stride)
         val_set = WindowSet(val_trials, val_segments, window, settings.model.horizon)
     else:
         train_set = StateWindowSet(trials, train_segments, window, settings.model.horizon,
