@@ -58,6 +58,10 @@ Changes:
   30 s 4.1 % (the README's run). Ten shorter sessions rather than five long ones: more
   electrode gains, crosstalk mixes and calibrations for the same time. The held-out sessions,
   the methods and the targets did not change.
+- Not a protocol change, 2026-12-05, after results: the state-aided model's motion branch became
+  kernel ridge regression solved before training (:mod:`emg_msk_ros.learning.kernel_motion`),
+  so ``state_cnn`` shares ``state_pi_cnn``'s angle ahead; on the UCI files (no force labels)
+  it has no loss term to train. Data, split, methods, metrics and targets are unchanged.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from emg_msk_ros.learning.state_inference import StateAidedEstimator
 from emg_msk_ros.learning.loss import PhysicsTerms, Scales
 from emg_msk_ros.learning.state_data import StateBatch
 from emg_msk_ros.learning.state_loss import StateLoss, future_trajectory
-from emg_msk_ros.learning.state_model import MOTION_TAPS, StateAidedPICNN
+from emg_msk_ros.learning.state_model import StateAidedPICNN
 from emg_msk_ros.paths import models_dir
 from emg_msk_ros.physics import muscle as hill
 from emg_msk_ros.physics.preset import load_preset
@@ -100,8 +100,12 @@ def test_horizons_must_be_whole_model_steps():
 def test_the_network_is_causal_and_corrects_constant_velocity_extrapolation():
     settings = ModelSettings(hidden=8, kernel=3, levels=4, horizon=4)  # receptive field 31
     torch.manual_seed(0)
-    net = StateAidedPICNN(2, 3, settings, ahead=5, dt=0.01, step_scale=0.1).eval()
-    assert net.taps == MOTION_TAPS < net.window - 4
+    net = StateAidedPICNN(2, 3, settings, ahead=5, dt=0.01).eval()
+    reach = net.motion.reach
+    assert reach == 12 < net.window - 4
+    with torch.no_grad():  # a motion branch as a fit leaves it: every weight in use
+        net.motion.readout.normal_()
+        net.motion.spread.fill_(0.3)
     w = net.window
     x, state = torch.rand(1, 2, w), torch.rand(1, 2, w)
     angle, force = net(x, state)
@@ -114,17 +118,19 @@ def test_the_network_is_causal_and_corrects_constant_velocity_extrapolation():
     # outputs before the last step do not see the changed last sample
     torch.testing.assert_close(again[..., :-1], angle[..., :-1])
     torch.testing.assert_close(again_force[..., :-1], force[..., :-1])
-    # the angle reads the joint state of the last `taps` steps (the first of them also the
-    # angle one step before, for its change per step), not the EMG
-    other_x, older_state = torch.rand(1, 2, w), state.clone()
-    older_state[..., :w - 4 - net.taps] = torch.rand(1, 2, w - 4 - net.taps)
-    torch.testing.assert_close(net(other_x, older_state)[0], angle)
-    assert not torch.allclose(net(other_x, older_state)[1], force)
-    # zeroing the motion branch's outputs leaves constant-velocity extrapolation
+    # the angle reads the last `reach` steps of joint state and excitation, the forces more
+    older_x, older_state = x.clone(), state.clone()
+    older_x[..., :w - 4 - reach + 1] = torch.rand(1, 2, w - 4 - reach + 1)
+    older_state[..., :w - 4 - reach + 1] = torch.rand(1, 2, w - 4 - reach + 1)
+    torch.testing.assert_close(net(older_x, older_state)[0], angle)
+    assert not torch.allclose(net(older_x, older_state)[1], force)
+    # ... and the excitation inside them
+    other_x = x.clone()
+    other_x[..., -1] += 1.0
+    assert not torch.allclose(net(other_x, state)[0][..., -1], angle[..., -1])
+    # an empty motion branch leaves constant-velocity extrapolation
     with torch.no_grad():
-        for layer in (net.motion[-1], net.motion_linear):
-            layer.weight.zero_()
-            layer.bias.zero_()
+        net.motion.readout.zero_()
     flat, _ = net(x, state)
     lead = 0.01 * torch.arange(6.0).reshape(6, 1)
     torch.testing.assert_close(flat[0], state[0, 0, -4:] + lead * state[0, 1, -4:])
@@ -173,7 +179,13 @@ def test_a_state_aided_model_loads_and_records_its_kind(state_aided_model):
     estimator = load_model(state_aided_model)
     assert isinstance(estimator, StateAidedEstimator) and estimator.needs_joint_state
     assert estimator.meta["kind"] == "state_aided"
-    assert estimator.meta["ahead"] == {"steps": 10, "horizon_ms": 100.0}
+    ahead = dict(estimator.meta["ahead"])
+    branch = ahead.pop("motion_branch")
+    assert ahead == {"steps": 10, "horizon_ms": 100.0}
+    assert set(branch) == {"kernel", "gamma", "ridge", "cv_rmse_deg",
+                           "cv_constant_velocity_rmse_deg"}
+    # the branch corrects constant velocity only where that cross-validates better
+    assert branch["kernel"] == (branch["cv_rmse_deg"] < branch["cv_constant_velocity_rmse_deg"])
     assert estimator.meta["joint_state_input"]["rows"] == ["angle", "velocity"]
     assert estimator.horizon_s == pytest.approx(0.1)
     # trained with the state-aided settings (the fixture sets state_aided_max_epochs=1 and
@@ -358,3 +370,19 @@ def test_training_refuses_a_horizon_between_model_steps(state_aided_session):
     with pytest.raises(ds.DataError, match="whole number"):
         train_on_recordings([state_aided_session], ["s"], load_preset("knee"),
                             load_training_settings(), load_settings(), horizon_ms=25.0)
+
+
+def test_with_nothing_to_train_the_data_only_model_keeps_its_solved_motion_branch(
+        state_aided_session):
+    # a recording's goniometer and EMG, no force or moment labels, no physics terms: the loss
+    # has only the angle, which the motion branch solved before training
+    from emg_msk_ros.learning.train import train_on_recordings
+
+    unlabelled = dataclasses.replace(state_aided_session, force=None, moment=None,
+                                     activation=None, excitation=None)
+    settings = load_training_settings().replace("data", min_train_s=1.0, stride=4)
+    trained = train_on_recordings([unlabelled], ["s3"], load_preset("knee"), settings,
+                                  load_settings(), horizon_ms=100.0, physics=False)
+    assert trained.result.stop_reason.startswith("nothing to train")
+    assert len(trained.result.history) == 1
+    assert "motion_branch" in trained.meta["ahead"]

@@ -42,6 +42,7 @@ class StateWindowSet(WindowSet):
         shrunk = [[(a, b - ahead) for a, b in segs if b - ahead > a] for segs in segments]
         super().__init__(trials, shrunk, window, horizon, stride)
         self.ahead = ahead
+        self.trials = tuple(trials)
         self._state = torch.as_tensor(np.concatenate([t.joint_state for t in trials]),
                                       dtype=torch.float32)
         self._ahead_offsets = torch.arange(ahead + 1)

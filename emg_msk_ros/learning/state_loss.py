@@ -16,7 +16,8 @@ with F^_0 there) and, from each step t, the predicted future (theta_m at t - 1 a
 theta^(t + 1 .. t + H), with F^_0(t - 1) and F^(t .. t + H)). F_Hill is the preset's Hill model
 driven by the activation of the excitations at the measured angle and its velocity. s_step is
 the training data's spread of the H-step angle change; the other scales are the EMG-only
-model's (:class:`~.loss.Scales`).
+model's (:class:`~.loss.Scales`). The angle term has no gradient: the motion branch is solved
+before training (:mod:`.kernel_motion`); it stays in the loss as the reported prediction error.
 
 The force labels supervise the forces now, the ones the estimator publishes; the forces ahead
 answer to the equation of motion and the moment alone. Labelled at every h, they spent the

@@ -12,28 +12,26 @@ Outputs, at each of the window's newest K steps t (the convolutions are unpadded
 so step t depends only on the inputs up to t) and each offset h = 0..H (H = ``ahead`` steps):
 
 - ``angle`` (B, H + 1, K): the joint angle at t + h (rad): constant-velocity extrapolation
-  from the measured state at t (theta_m + omega_m·h·dt) plus a correction, the motion branch's
-  output times ``step_scale``·max(h, 1)/max(H, 1) (``step_scale``: the training data's spread
-  of that extrapolation's error H steps ahead);
+  from the measured state at t (theta_m + omega_m·h·dt) plus the motion branch's correction;
 - ``force`` (B, M, H + 1, K): the muscle forces at t + h (N, >= 0: F_scale·softplus).
 
-Two branches read the joint-state features: the angle, the velocity (both normalised by the
-training data's spread) and the angle's change per step divided by dt (rad/s; the first step
-takes the measured velocity), whose differences of the encoder's fine-grained angle carry the
-velocity and acceleration with less noise than the sensor's own differentiated velocity:
+Two branches:
 
-- the force branch, the PICNN's dilated body over excitation and joint state;
-- the motion branch, over the joint state of the last ``MOTION_TAPS`` steps alone: a linear
-  filter (an autoregressive predictor) plus a small two-layer network. EMG reaches the predicted
-  angle only through training, where the equation of motion ties it to the forces. Fed to the
-  angle directly, the conditioned EMG made held-out predictions worse, not better (simulated
-  knee, 2 x 60 s, 100 ms ahead: 0.54-0.70 deg with it, 0.40 deg without, in a feed-forward
-  test), and trained on the angle alone, the whole window overfitted (0.48 deg) where 20 steps
-  generalise (0.43 deg): the 5 Hz envelope lags the force, so what it tells of the coming
-  motion is lost in its noise.
+- the force branch, the PICNN's dilated body over the excitation and three joint-state
+  features: the angle, the velocity (both normalised by the training data's spread) and the
+  angle's change per step divided by dt (rad/s; the first step takes the measured velocity),
+  whose differences of the encoder's fine-grained angle carry the velocity and acceleration
+  with less noise than the sensor's own differentiated velocity;
+- the motion branch (:mod:`.kernel_motion`): kernel ridge regression on a compact state of the
+  last 12 steps (angle, velocity and acceleration, excitation now and 50 ms before), solved in
+  closed form on the training windows before the network trains, and fixed while it does.
 
 The physics-informed loss (:mod:`.state_loss`) ties the forces to the measured past and the
 predicted future motion through the joint's equation of motion and to the EMG through Hill.
+The motion branch has no trained weights, so the equation of motion shapes the forces, not the
+prediction: trained through it, the previous motion branch (a small network over 20 steps of
+joint state) predicted UCI seated extensions worse with the physics terms than without them
+(median file 0.97x and 0.84x constant velocity's error; :mod:`.kernel_motion`).
 """
 
 from __future__ import annotations
@@ -42,6 +40,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from emg_msk_ros.learning.kernel_motion import KernelMotion
 from emg_msk_ros.learning.metadata import STATE_CHANNELS
 from emg_msk_ros.learning.model import dilated_body
 from emg_msk_ros.learning.settings import ModelSettings, window_length
@@ -49,15 +48,14 @@ from emg_msk_ros.learning.settings import ModelSettings, window_length
 INPUT_NAMES = ("excitation", "joint_state")
 OUTPUT_NAMES = ("angle", "force")
 _FEATURES = 3  # angle, velocity, angle change per step
-MOTION_TAPS = 20  # steps of joint-state history the motion branch reads (at most the body's)
 
 
 class StateAidedPICNN(nn.Module):
     """Causal dilated CNN over excitation and joint state; see the module docstring."""
 
     def __init__(self, n_channels: int, n_muscles: int, settings: ModelSettings, ahead: int,
-                 dt: float, angle_mean: float = 0.0, angle_scale: float = 1.0, velocity_scale: float = 1.0,
-                 step_scale: float = 0.1, force_scale: torch.Tensor | None = None) -> None:
+                 dt: float, angle_mean: float = 0.0, angle_scale: float = 1.0,
+                 velocity_scale: float = 1.0, force_scale: torch.Tensor | None = None) -> None:
         super().__init__()
         if n_channels < 1 or n_muscles < 1:
             raise ValueError(f"need >= 1 channel and muscle, got {n_channels}, {n_muscles}")
@@ -72,11 +70,10 @@ class StateAidedPICNN(nn.Module):
         self.ahead = ahead
         self.horizon = settings.horizon
         self.window = window_length(settings)
-        self.taps = min(MOTION_TAPS, self.window - self.horizon + 1)
-        self.motion = nn.Sequential(nn.Conv1d(_FEATURES, width, self.taps), nn.ReLU(),
-                                    nn.Conv1d(width, width, 1), nn.ReLU(),
-                                    nn.Conv1d(width, self.offsets, 1))
-        self.motion_linear = nn.Conv1d(_FEATURES, self.offsets, self.taps)
+        self.motion = KernelMotion(n_channels, self.offsets, dt)
+        if self.motion.reach > self.window - self.horizon + 1:
+            raise ValueError(f"the window of {self.window} steps is too short for the motion "
+                             f"branch's {self.motion.reach} steps of history")
         self.register_buffer("angle_mean", torch.tensor(float(angle_mean)))
         self.register_buffer("angle_scale", torch.tensor(float(angle_scale)))
         self.register_buffer("velocity_scale", torch.tensor(float(velocity_scale)))
@@ -84,10 +81,6 @@ class StateAidedPICNN(nn.Module):
         self.register_buffer("dt", torch.tensor(float(dt)))
         self.register_buffer("lead", (dt * torch.arange(self.offsets, dtype=torch.float32)
                                       ).reshape(self.offsets, 1))
-        # per offset h: step_scale·max(h, 1)/max(H, 1), shaped to broadcast over (B, H+1, K)
-        fraction = torch.clamp(torch.arange(self.offsets, dtype=torch.float32), min=1.0)
-        self.register_buffer("step_scale", (float(step_scale) * fraction
-                                            / max(ahead, 1)).reshape(self.offsets, 1))
         scale = torch.ones(n_muscles) if force_scale is None else torch.as_tensor(
             force_scale, dtype=torch.float32)
         if scale.shape != (n_muscles,):
@@ -102,15 +95,15 @@ class StateAidedPICNN(nn.Module):
         angle, velocity = joint_state[:, 0:1], joint_state[:, 1:2]
         step = torch.cat([velocity[:, :, :1] * self.dt, angle[:, :, 1:] - angle[:, :, :-1]],
                          dim=2) / (self.dt * self.velocity_scale)
-        motion = torch.cat([(angle - self.angle_mean) / self.angle_scale,
-                            velocity / self.velocity_scale, step], dim=1)
-        z = self.head(self.body(torch.cat([excitation, motion], dim=1)))
+        kinematics = torch.cat([(angle - self.angle_mean) / self.angle_scale,
+                                velocity / self.velocity_scale, step], dim=1)
+        z = self.head(self.body(torch.cat([excitation, kinematics], dim=1)))
         steps = z.shape[2]
         newest = joint_state[:, :, joint_state.shape[2] - steps:]  # (B, 2, K)
         extrapolated = newest[:, 0:1] + self.lead * newest[:, 1:2]  # (B, H+1, K)
-        motion = motion[:, :, motion.shape[2] - (steps + self.taps - 1):]
-        correction = self.motion(motion) + self.motion_linear(motion)
-        predicted = extrapolated + self.step_scale * correction
+        recent = steps + self.motion.reach - 1
+        predicted = extrapolated + self.motion(excitation[:, :, -recent:],
+                                               joint_state[:, :, -recent:])
         force_z = z.reshape(z.shape[0], self.n_muscles, self.offsets, steps)
         return predicted, self.force_scale * functional.softplus(force_z)
 

@@ -19,6 +19,7 @@ The library entry point is :func:`train_on_recordings`; the benchmark uses it di
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 import time
@@ -253,7 +254,12 @@ def train_on_recordings(recordings: Sequence[Recording], names: Sequence[str], p
     if ahead is not None:
         meta["architecture"]["type"] = ("causal dilated 1-D CNN over excitation and joint state "
                                         "(emg_msk_ros.learning.state_model.StateAidedPICNN)")
-        meta["ahead"] = {"steps": ahead, "horizon_ms": float(horizon_ms)}
+        fit = result.motion_fit
+        meta["ahead"] = {"steps": ahead, "horizon_ms": float(horizon_ms), "motion_branch": {
+            "kernel": fit["kernel"], "gamma": fit["gamma"], "ridge": fit["ridge"],
+            "cv_rmse_deg": round(math.degrees(fit["cv_rmse_rad"]), 4),
+            "cv_constant_velocity_rmse_deg": round(
+                math.degrees(fit["cv_constant_velocity_rmse_rad"]), 4)}}
         meta["joint_state_input"] = {
             "rows": JOINT_STATE_ROWS, "units": ["rad", "rad/s"],
             "alignment": "newest reading at or before each step's stamp"}

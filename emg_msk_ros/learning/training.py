@@ -46,6 +46,7 @@ class TrainResult:
     stop_reason: str
     seconds: float
     history: list[dict] = field(default_factory=list)  # per epoch: losses and terms
+    motion_fit: dict[str, float] | None = None  # state-aided: the motion branch's choice
 
 
 def compute_scales(trials: list[Trial], train_set: WindowSet, preset: Preset) -> Scales:
@@ -72,6 +73,26 @@ def compute_scales(trials: list[Trial], train_set: WindowSet, preset: Preset) ->
                   moment=moment or torque, torque=torque)
 
 
+def fit_motion(model: StateAidedPICNN, sets: list[StateWindowSet]) -> dict[str, float]:
+    """Solve the state-aided model's motion branch (:mod:`.kernel_motion`) on the newest step
+    of every window of ``sets`` (training and validation windows: the branch chooses its
+    settings by its own cross-validation). Returns its choice and cross-validated errors."""
+    motion, states, targets, rows, start = model.motion, [], [], [], 0
+    for data in sets:
+        batch = data.batch(torch.arange(len(data)))
+        recent = slice(-motion.reach, None)
+        states.append(motion.state(batch.x[:, :, recent], batch.joint[:, :, recent])[:, :, -1])
+        newest = batch.joint[:, :, -1:]  # (B, 2, 1)
+        targets.append(batch.angle[:, :, -1] - (newest[:, 0] + model.lead[:, 0] * newest[:, 1]))
+        # sets over other sessions than the first's continue its step count, a gap apart
+        shared = len(data.trials) == len(sets[0].trials) and all(
+            a is b for a, b in zip(data.trials, sets[0].trials))
+        rows.append(data.ends + (0 if shared else start))
+        start = max(start, int(data.ends.max()) + data.window + data.ahead + 1)
+    return motion.fit(torch.cat(states), torch.cat(targets), torch.cat(rows),
+                      gap=sets[0].window + sets[0].ahead)
+
+
 def _model_and_loss(train_set: WindowSet, preset: Preset, settings: TrainingSettings,
                     scales: Scales, terms: PhysicsTerms, physics: bool):
     """The network the windows feed (EMG-only or state-aided) and its loss."""
@@ -81,13 +102,22 @@ def _model_and_loss(train_set: WindowSet, preset: Preset, settings: TrainingSett
         model = StateAidedPICNN(train_set.n_channels, preset.muscles.count, settings.model,
                                 train_set.ahead, terms.dt, angle_mean=scales.angle_mean,
                                 angle_scale=scales.angle, velocity_scale=velocity,
-                                step_scale=step, force_scale=forces)
+                                force_scale=forces)
         return model, StateLoss(terms, scales, step, settings.loss, physics=physics,
                                 forces_labelled=train_set.has_force)
     model = PICNN(train_set.n_channels, preset.muscles.count, settings.model,
                   angle_mean=scales.angle_mean, angle_scale=scales.angle, force_scale=forces)
     return model, PILoss(terms, scales, settings.loss, physics=physics,
                          forces_labelled=train_set.has_force)
+
+
+def _learns(model: torch.nn.Module, loss: torch.nn.Module, data: WindowSet) -> bool:
+    """Whether any loss term depends on the network's weights: not so for a state-aided model
+    with no physics terms on sessions without force or moment labels (its angle comes from the
+    solved motion branch, and nothing supervises its forces)."""
+    batch = data.batch(torch.arange(min(len(data), 8)))
+    value, _ = loss(model(*batch.inputs), batch)
+    return value.requires_grad
 
 
 @contextlib.contextmanager
@@ -145,6 +175,10 @@ def train_model(trials: list[Trial], train_set: WindowSet, val_set: WindowSet, p
         learnable = physics and settings.loss.learn_parameters
         terms = PhysicsTerms(preset, trials[0].dt, settings.loss, learnable=learnable)
         model, loss = _model_and_loss(train_set, preset, settings, scales, terms, physics)
+        started = time.perf_counter()  # the motion branch's fit counts as training time
+        motion_fit = (fit_motion(model, [train_set, val_set])
+                      if isinstance(model, StateAidedPICNN) else None)
+        learns = _learns(model, loss, train_set)
         parameters = list(model.parameters()) + list(terms.parameters())
         optimiser = torch.optim.Adam(parameters, lr=optim.learning_rate,
                                      weight_decay=optim.weight_decay)
@@ -158,8 +192,7 @@ def train_model(trials: list[Trial], train_set: WindowSet, val_set: WindowSet, p
         # and max_epochs mean as much training as on long sessions.
         epoch_windows = max(len(train_set), optim.min_epoch_batches * optim.batch_size)
         passes = -(-epoch_windows // len(train_set))
-        started = time.perf_counter()
-        for epoch in range(optim.max_epochs):
+        for epoch in range(optim.max_epochs if learns else 1):
             ramp = min(1.0, (epoch + 1) / warmup) if warmup else 1.0
             lam = settings.loss.physics_weight * ramp
             model.train()
@@ -169,9 +202,10 @@ def train_model(trials: list[Trial], train_set: WindowSet, val_set: WindowSet, p
             for start in range(0, len(order), optim.batch_size):
                 batch = train_set.batch(order[start:start + optim.batch_size])
                 value, _ = loss(model(*batch.inputs), batch, physics_weight=lam)
-                optimiser.zero_grad(set_to_none=True)
-                value.backward()
-                optimiser.step()
+                if learns:
+                    optimiser.zero_grad(set_to_none=True)
+                    value.backward()
+                    optimiser.step()
                 running += float(value.detach())
                 batches += 1
             model.eval()
@@ -194,6 +228,8 @@ def train_model(trials: list[Trial], train_set: WindowSet, val_set: WindowSet, p
             if time.perf_counter() - started > optim.max_minutes * 60.0:
                 stop_reason = f"time limit ({optim.max_minutes} min) reached"
                 break
+        if not learns:
+            stop_reason = "nothing to train: no loss term depends on the network's weights"
         if best[2] is None:
             raise RuntimeError(f"training diverged: {stop_reason}")
         model.load_state_dict(best[2][0])
@@ -202,4 +238,5 @@ def train_model(trials: list[Trial], train_set: WindowSet, val_set: WindowSet, p
     return TrainResult(model=model, terms=terms, scales=scales, physics=physics,
                        forces_labelled=forces_labelled, best_epoch=best[1],
                        best_val_loss=best[0], stop_reason=stop_reason,
-                       seconds=time.perf_counter() - started, history=history)
+                       seconds=time.perf_counter() - started, history=history,
+                       motion_fit=motion_fit)
