@@ -92,3 +92,72 @@ def test_a_state_feature_constant_in_the_data_keeps_its_own_scale():
     moved[:, -1] = 0.5  # the channel wakes up: a bounded change of the prediction
     change = _predict(motion, moved) - _predict(motion, states[:5])
     assert torch.isfinite(change).all() and float(change.abs().max()) < 0.05
+
+
+def _trial(name, n, rng):
+    from emg_msk_ros.learning.dataset import Trial
+
+    t = 0.01 * np.arange(n)
+    angle = 0.8 + 0.5 * np.sin(1.3 * t + rng.uniform(0, 6))
+    measured = np.stack([angle + 0.001 * rng.standard_normal(n),
+                         0.65 * np.cos(1.3 * t)], axis=1)
+    excitation = rng.uniform(0, 0.3, (n, 2))
+    return Trial(name=name, dt=0.01, time=t, excitation=excitation, baseline=np.zeros(2),
+                 activation=excitation, angle=angle, force=None, moment=None,
+                 joint_state=measured)
+
+
+def test_the_fitting_samples_are_the_newest_steps_against_constant_velocity():
+    from emg_msk_ros.learning.settings import ModelSettings
+    from emg_msk_ros.learning.state_data import StateWindowSet
+    from emg_msk_ros.learning.state_model import StateAidedPICNN
+    from emg_msk_ros.learning.training import motion_samples
+
+    rng = np.random.default_rng(3)
+    settings = ModelSettings(hidden=4, kernel=3, levels=3, horizon=4)
+    model = StateAidedPICNN(2, 2, settings, ahead=3, dt=0.01)
+    first, other = _trial("a", 300, rng), _trial("b", 200, rng)
+    window = model.window
+    train = StateWindowSet([first], [[(0, 300)]], window, 4, ahead=3, stride=2)
+    same = StateWindowSet([first], [[(0, 150)]], window, 4, ahead=3)
+    apart = StateWindowSet([other], [[(0, 200)]], window, 4, ahead=3)
+    states, targets, rows = motion_samples(model, [train, same, apart])
+    assert len(states) == len(train) + len(same) + len(apart)
+    ends = train.ends.numpy()
+    np.testing.assert_array_equal(rows[:len(train)].numpy(), ends)
+    # the true angle at t + h less theta_m(t) + h·dt·omega_m(t)
+    js = first.joint_state
+    for h in range(4):
+        want = first.angle[ends + h] - (js[ends, 0] + 0.01 * h * js[ends, 1])
+        np.testing.assert_allclose(targets[:len(train), h].numpy(), want, atol=1e-6)
+    # raw state: measured angle and velocity, then fits, then excitation now and 5 steps back
+    np.testing.assert_allclose(states[:len(train), 0].numpy(), js[ends, 0], rtol=1e-6)
+    np.testing.assert_allclose(states[:len(train), -2:].numpy(),
+                               first.excitation[ends - 5], rtol=1e-6)
+    # windows over the same session keep its steps; over another session, steps far beyond
+    assert set(rows[len(train):len(train) + len(same)].numpy()) <= set(range(300))
+    assert rows[len(train) + len(same):].min() > ends.max() + window + 3
+
+
+def test_the_model_predicts_what_its_fitted_branch_learned():
+    from emg_msk_ros.learning.settings import ModelSettings
+    from emg_msk_ros.learning.state_data import StateWindowSet
+    from emg_msk_ros.learning.state_model import StateAidedPICNN
+    from emg_msk_ros.learning.training import fit_motion, motion_samples
+
+    rng = np.random.default_rng(4)
+    settings = ModelSettings(hidden=4, kernel=3, levels=3, horizon=4)
+    model = StateAidedPICNN(2, 2, settings, ahead=10, dt=0.01).eval()
+    trial = _trial("a", 1200, rng)
+    data = StateWindowSet([trial], [[(0, 1200)]], model.window, 4, ahead=10, stride=2)
+    fit = fit_motion(model, [data])
+    # a sinusoid 100 ms ahead: the branch must beat constant velocity by far
+    assert fit["kernel"] and fit["cv_rmse_rad"] < 0.3 * fit["cv_constant_velocity_rmse_rad"]
+    _, targets, _ = motion_samples(model, [data])
+    batch = data.batch(torch.arange(len(data)))
+    with torch.no_grad():
+        angle, _ = model(*batch.inputs)
+    newest = batch.joint[:, :, -1]
+    correction = angle[:, :, -1] - (newest[:, :1] + model.lead[:, 0] * newest[:, 1:])
+    error = (correction - targets)[:, -1]
+    assert float(error.pow(2).mean().sqrt()) < 0.3 * float(targets[:, -1].pow(2).mean().sqrt())

@@ -7,14 +7,16 @@ data's mean and spread):
 - the measured angle (rad) and velocity (rad/s) held at t;
 - the angle's velocity (rad/s) and acceleration (rad/s^2) at t from least-squares quadratic fits
   over its last 5, 8 and 12 steps (fixed causal filters);
-- the excitation of every channel at t and ``EXCITATION_LAGS`` steps before.
+- the excitation of every channel at t and ``EXCITATION_LAGS`` steps before;
+
+each clamped to ``STATE_LIMIT`` spreads of the fitting data.
 
 It returns the correction to constant-velocity extrapolation at each offset h = 0..H (rad): a
 linear readout of random Fourier features of the state, which approximate a Gaussian kernel of
 width set by ``gamma`` (Rahimi and Recht, NIPS 2007), plus the state itself (a linear kernel).
-:meth:`KernelMotion.fit` solves the readout by ridge regression on the training windows, and
-chooses ``gamma`` and the ridge by blocked cross-validation inside them. The result is kernel
-ridge regression, in plain ops that ONNX exports.
+:meth:`KernelMotion.fit` solves the readout by ridge regression on the training and validation
+windows, and chooses ``gamma`` and the ridge by blocked cross-validation inside them. The result
+is kernel ridge regression, in plain ops that ONNX exports.
 
 Why not a trained network: on the UCI seated knee extensions (``bench ahead``, a model per file
 from 10-13 s of data), the 20-step motion network trained with the physics terms came to
@@ -42,6 +44,7 @@ RANDOM_FEATURES = 1024
 GAMMAS = (0.03, 0.1, 0.3, 1.0, 3.0)  # kernel exp(-gamma·|z - z'|^2 / d), z standardised
 RIDGES = (1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3)  # per sample (the penalty is n·ridge·|w|^2)
 FOLDS = 5
+STATE_LIMIT = 10.0  # standardised state features are clamped to +-this many spreads
 _SEED = 0  # the random directions are fixed: a model's layout, not its training, draws them
 
 
@@ -74,6 +77,7 @@ class KernelMotion(nn.Module):
         self.lags = list(EXCITATION_LAGS)
         self.wave_scale = math.sqrt(2.0 / RANDOM_FEATURES)  # cos features: E[phi·phi'] = kernel
         self.state_scale = 1.0 / math.sqrt(self.size)
+        self.limit = STATE_LIMIT
         filters = torch.as_tensor(fit_filters(dt), dtype=torch.float32)
         self.register_buffer("filters", filters.unsqueeze(1))  # (2F, 1, reach)
         self.register_buffer("mean", torch.zeros(self.size, 1))
@@ -100,7 +104,8 @@ class KernelMotion(nn.Module):
 
     def features(self, state: torch.Tensor) -> torch.Tensor:
         """(B, d, L) raw state -> (B, D + d, L) kernel features."""
-        z = (state - self.mean) / self.spread
+        # clamped: a channel near silent in the fitting data must not throw the linear part
+        z = torch.clamp((state - self.mean) / self.spread, -self.limit, self.limit)
         scale = torch.sqrt(2.0 * self.gamma / self.size)
         waves = torch.matmul(scale * self.directions, z) + self.phases
         return torch.cat([self.wave_scale * torch.cos(waves), self.state_scale * z], dim=1)
@@ -149,7 +154,8 @@ class KernelMotion(nn.Module):
         phi = self._design(states)
         (weights,) = _ridge(phi.T @ phi, phi.T @ y, len(y), (ridge,))
         # no correction (constant velocity) where the kernel does not cross-validate better
-        kernel = best[0] < float((y ** 2).sum(axis=0).mean())
+        # at the horizon
+        kernel = last < float((y[:, -1] ** 2).sum())
         self.readout.copy_(torch.as_tensor(weights[:-1].T) if kernel else 0.0)
         self.bias.copy_(torch.as_tensor(weights[-1]).reshape(-1, 1) if kernel else 0.0)
         still = float(np.sqrt(np.mean(y[:, -1] ** 2)))

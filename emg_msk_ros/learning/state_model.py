@@ -23,8 +23,9 @@ Two branches:
   whose differences of the encoder's fine-grained angle carry the velocity and acceleration
   with less noise than the sensor's own differentiated velocity;
 - the motion branch (:mod:`.kernel_motion`): kernel ridge regression on a compact state of the
-  last 12 steps (angle, velocity and acceleration, excitation now and 50 ms before), solved in
-  closed form on the training windows before the network trains, and fixed while it does.
+  last 12 steps (angle, velocity and acceleration, excitation now and 5 steps before), solved
+  in closed form on the training and validation windows before the network trains, and fixed
+  while it does.
 
 The physics-informed loss (:mod:`.state_loss`) ties the forces to the measured past and the
 predicted future motion through the joint's equation of motion and to the EMG through Hill.

@@ -73,10 +73,13 @@ def compute_scales(trials: list[Trial], train_set: WindowSet, preset: Preset) ->
                   moment=moment or torque, torque=torque)
 
 
-def fit_motion(model: StateAidedPICNN, sets: list[StateWindowSet]) -> dict[str, float]:
-    """Solve the state-aided model's motion branch (:mod:`.kernel_motion`) on the newest step
-    of every window of ``sets`` (training and validation windows: the branch chooses its
-    settings by its own cross-validation). Returns its choice and cross-validated errors."""
+def motion_samples(model: StateAidedPICNN, sets: list[StateWindowSet]
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The motion branch's fitting data, one sample per window of ``sets`` at its newest step
+    t: (raw states (N, d), targets (N, H + 1) rad: the true angle at t + h less
+    constant-velocity extrapolation from the measured state at t, rows (N,): t's step in the
+    concatenated sessions; sets over other sessions than the first's continue its count, a
+    window and horizon apart)."""
     motion, states, targets, rows, start = model.motion, [], [], [], 0
     for data in sets:
         batch = data.batch(torch.arange(len(data)))
@@ -84,13 +87,19 @@ def fit_motion(model: StateAidedPICNN, sets: list[StateWindowSet]) -> dict[str, 
         states.append(motion.state(batch.x[:, :, recent], batch.joint[:, :, recent])[:, :, -1])
         newest = batch.joint[:, :, -1:]  # (B, 2, 1)
         targets.append(batch.angle[:, :, -1] - (newest[:, 0] + model.lead[:, 0] * newest[:, 1]))
-        # sets over other sessions than the first's continue its step count, a gap apart
         shared = len(data.trials) == len(sets[0].trials) and all(
             a is b for a, b in zip(data.trials, sets[0].trials))
         rows.append(data.ends + (0 if shared else start))
-        start = max(start, int(data.ends.max()) + data.window + data.ahead + 1)
-    return motion.fit(torch.cat(states), torch.cat(targets), torch.cat(rows),
-                      gap=sets[0].window + sets[0].ahead)
+        start = max(start, int(rows[-1].max()) + data.window + data.ahead + 1)
+    return torch.cat(states), torch.cat(targets), torch.cat(rows)
+
+
+def fit_motion(model: StateAidedPICNN, sets: list[StateWindowSet]) -> dict[str, float]:
+    """Solve the state-aided model's motion branch (:mod:`.kernel_motion`) on every window of
+    ``sets`` (the training and validation windows: the branch chooses its settings by its own
+    cross-validation, so the validation windows are in-sample for it). Returns its choice and
+    cross-validated errors."""
+    return model.motion.fit(*motion_samples(model, sets), gap=sets[0].window + sets[0].ahead)
 
 
 def _model_and_loss(train_set: WindowSet, preset: Preset, settings: TrainingSettings,
