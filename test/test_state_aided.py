@@ -197,10 +197,13 @@ def test_the_state_aided_settings_replace_the_emg_only_ones():
     settings = load_training_settings().replace("optim", max_epochs=7, patience=3,
                                                 state_aided_max_epochs=11,
                                                 state_aided_patience=5)
-    settings = settings.replace("loss", hill_weight=0.0, state_aided_hill_weight=0.4)
+    settings = settings.replace("loss", hill_weight=0.0, state_aided_hill_weight=0.4,
+                                moment_weight=1.5, state_aided_moment_weight=2.5)
     state = settings.state_aided()
-    assert (state.optim.max_epochs, state.optim.patience, state.loss.hill_weight) == (11, 5, 0.4)
-    assert (settings.optim.max_epochs, settings.loss.hill_weight) == (7, 0.0)
+    assert (state.optim.max_epochs, state.optim.patience, state.loss.hill_weight,
+            state.loss.moment_weight) == (11, 5, 0.4, 2.5)
+    assert (settings.optim.max_epochs, settings.loss.hill_weight,
+            settings.loss.moment_weight) == (7, 0.0, 1.5)
 
 
 def test_train_options_reach_the_state_aided_settings():

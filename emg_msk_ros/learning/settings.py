@@ -84,6 +84,7 @@ class LossSettings:
     hill_weight: float = 0.0  # Hill-consistency weight when forces are labelled
     hill_weight_unlabelled: float = 0.1  # Hill-consistency weight when they are not
     state_aided_hill_weight: float = 0.3  # hill_weight of the state-aided model
+    state_aided_moment_weight: float = 3.0  # moment_weight of the state-aided model
     learn_parameters: bool = True  # identify strength, l0, l_TS (within bounds) via the Hill term
     strength_min: float = 0.02  # bounds of the learnable strength gain (x F0)
     strength_max: float = 2.5
@@ -92,7 +93,8 @@ class LossSettings:
     def __post_init__(self) -> None:
         s = self.SECTION
         for name in ("angle_weight", "force_weight", "moment_weight", "physics_weight",
-                     "hill_weight", "hill_weight_unlabelled", "state_aided_hill_weight"):
+                     "hill_weight", "hill_weight_unlabelled", "state_aided_hill_weight",
+                     "state_aided_moment_weight"):
             _check(getattr(self, name) >= 0, s, name, getattr(self, name), "must be >= 0")
         _check(self.angle_weight > 0, s, "angle_weight", self.angle_weight, "must be > 0")
         _check(self.physics_warmup_epochs >= 0, s, "physics_warmup_epochs",
@@ -161,10 +163,11 @@ class TrainingSettings:
 
     def state_aided(self) -> TrainingSettings:
         """These settings as the state-aided model trains with them: its own epochs, patience
-        and Hill weight (``state_aided_*``) in place of the EMG-only model's."""
+        and Hill and moment weights (``state_aided_*``) in place of the EMG-only model's."""
         return self.replace("optim", max_epochs=self.optim.state_aided_max_epochs,
                             patience=self.optim.state_aided_patience).replace(
-            "loss", hill_weight=self.loss.state_aided_hill_weight)
+            "loss", hill_weight=self.loss.state_aided_hill_weight,
+            moment_weight=self.loss.state_aided_moment_weight)
 
     def replace(self, section: str | None = None, **values: Any) -> TrainingSettings:
         """A copy with options changed: ``replace("loss", physics_weight=0)``,
