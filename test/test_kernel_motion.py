@@ -7,6 +7,8 @@ import torch
 from emg_msk_ros.learning.kernel_motion import (FIT_STEPS, GAMMAS, RIDGES, KernelMotion,
                                                 _blocks, fit_filters)
 
+pytestmark = pytest.mark.kernels  # fits and compares floats that torch and numpy compute
+
 
 def test_the_fit_filters_give_a_quadratic_angle_s_velocity_and_acceleration():
     dt = 0.01
